@@ -106,3 +106,73 @@ def read_noise_file(path, n_rows: Optional[int] = None, n_classes: Optional[int]
         raise InputError(f"--from-noise-file {path.name}: expected a JSON list of integers")
     return check_labels(np.asarray(data, dtype=np.int64), f"--from-noise-file {path.name}",
                         n_classes=n_classes, n_rows=n_rows, rows_of="correctlabels.npy")
+
+
+# --- the authors' folder layout, as read by ``DMLP.py --data DIR`` -----------------------------
+
+#: files taken over unchanged from the source folder (the first two are required).
+LINKED_FILES = ("trainfeatures.npy", "correctlabels.npy", "testfeatures.npy", "testlabels.npy",
+                "metafeatures.npy", "metalabels.npy")
+REQUIRED_FILES = ("trainfeatures.npy", "correctlabels.npy")
+#: files this module writes into the output folder.
+WRITTEN_FILES = ("trainlabels.npy", "noise_file.json", "noise.json")
+
+
+def link_or_copy(src, dst) -> str:
+    """Make ``dst`` a symlink to ``src`` (absolute target), or a copy where links fail.
+
+    Either way ``dst`` is swapped in atomically with ``os.replace``, which replaces a previous
+    ``dst`` entry (even a link to an input) without writing through it.  Returns 'link' or 'copy'.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    src, dst = Path(src).resolve(), Path(dst)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    try:
+        try:
+            os.symlink(src, tmp)
+            how = "link"
+        except (OSError, NotImplementedError):  # e.g. Windows without privilege, some FUSE mounts
+            shutil.copyfile(src, tmp)
+            how = "copy"
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    return how
+
+
+def check_output_folder(src_dir, out_dir) -> None:
+    """Refuse an output folder that is the source folder (we would overwrite its inputs)."""
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out: exists and is not a folder ({out_dir})")
+    if out_dir.resolve() == src_dir.resolve():
+        raise InputError(f"--out: is the source folder {src_dir}; choose a new folder (inputs are never modified)")
+
+
+def write_noisy_folder(src_dir, out_dir, noisy_labels, meta: dict) -> dict:
+    """Build ``out_dir`` in the authors' layout: new ``trainlabels.npy`` + the source's other files.
+
+    Writes ``trainlabels.npy``, ``noise_file.json`` (the same labels as a DivideMix JSON list)
+    and ``noise.json`` (``meta``), and links the files of :data:`LINKED_FILES` present in
+    ``src_dir``.  Returns ``{name: 'link'|'copy'}`` for the linked files.
+    """
+    from .io import save_json, save_npy
+
+    src_dir, out_dir = Path(src_dir), Path(out_dir)
+    check_output_folder(src_dir, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    how = {}
+    for name in LINKED_FILES:
+        if (src_dir / name).exists():
+            how[name] = link_or_copy(src_dir / name, out_dir / name)
+    save_npy(out_dir / "trainlabels.npy", np.asarray(noisy_labels, dtype=np.int64))
+    save_noise_file(out_dir / "noise_file.json", noisy_labels)
+    save_json(out_dir / "noise.json", meta, indent=2)
+    return how
