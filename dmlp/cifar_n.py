@@ -61,6 +61,18 @@ def _numpy_safe_globals() -> list:
     return allowed
 
 
+def _short_reason(exc: Exception) -> str:
+    """One line from torch's long weights_only error: the reason, not its advice to unlock."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    reason = lines[0] if lines else exc.__class__.__name__
+    reason = reason.split(" Please use", 1)[0]  # drop the hint to allow-list it: we do not
+    return f"{exc.__class__.__name__}: {reason[:200]}"
+
+
 def load_cifar_n_file(path) -> dict:
     """Load a CIFAR-N ``*_human.pt`` dict safely (weights_only=True + a numpy allow-list)."""
     import torch  # local: the rest of the package does not need torch at import time
@@ -74,11 +86,8 @@ def load_cifar_n_file(path) -> dict:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or a pickle needing globals we refuse to allow
-        msg = str(exc).strip().splitlines()
-        detail = next((ln.strip() for ln in msg if "WeightsUnpickler error" in ln or "Unsupported" in ln),
-                      msg[0] if msg else exc.__class__.__name__)
-        raise InputError(f"--cifar-n {path.name}: cannot load safely as a CIFAR-N .pt file "
-                         f"({exc.__class__.__name__}: {detail[:200]})") from None
+        detail = _short_reason(exc)
+        raise InputError(f"--cifar-n {path.name}: cannot load safely as a CIFAR-N .pt file ({detail})") from None
     if not isinstance(obj, dict):
         raise InputError(f"--cifar-n {path.name}: expected a dict of label arrays, got {type(obj).__name__}")
     return obj
