@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -193,7 +194,7 @@ def test_cli_builds_folder(src, tmp_path):
     for name in ("trainfeatures.npy", "correctlabels.npy", "testfeatures.npy", "testlabels.npy"):
         assert (out / name).resolve() == (src / name).resolve()
         if (out / name).is_symlink():
-            assert Path(__import__("os").readlink(out / name)).is_absolute()
+            assert Path(os.readlink(out / name)).is_absolute()
     # Rerunning over the same output replaces it (links included) without touching the source.
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     proc = run_script("--features-dir", src, "--mode", "asym", "--rate", 0.4, "--out", out)
