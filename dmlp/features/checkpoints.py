@@ -91,9 +91,13 @@ def detect_format(sd) -> str:
     return "unknown"
 
 
+_MODULE = re.compile(r"(^|\.)module\.")
+
+
 def _strip_module(key: str) -> str:
-    # DataParallel / DDP insert "module." at the top or right after a wrapped submodule.
-    return key.replace("module.", "")
+    # DataParallel / DDP insert "module." at the top or right after a wrapped submodule
+    # (C2D: "encoder.module.conv1...", MoCo: "module.encoder_q...").
+    return _MODULE.sub(r"\1", key)
 
 
 def _strip_prefix(key, prefix):
