@@ -323,3 +323,15 @@ def test_resnet50_imagenet_stem_autodetect(tmp_path, capsys):
     assert rc == 0, err
     assert "resnet50 (imagenet stem, moco checkpoint" in err
     assert np.load(tmp_path / "f.npy").shape == (2, 2048)
+
+
+def test_script_entry_point(tmp_path):
+    """The thin script wires main() through run_cli: one error line, exit status 2."""
+    import subprocess
+    import sys
+    script = Path(__file__).resolve().parents[1] / "scripts" / "extract_features.py"
+    proc = subprocess.run([sys.executable, str(script), "--input", str(tmp_path / "none"),
+                           "--checkpoint", str(tmp_path / "c.pth"), "--out",
+                           str(tmp_path / "f.npy")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: input folder") and proc.stderr.count("\n") == 1

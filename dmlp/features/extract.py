@@ -59,6 +59,10 @@ def extract(source: ImageSource, model, out_path, *, batch_size=256, device="cpu
     """Write ``len(source) x feature_dim`` features to ``out_path`` (atomically)."""
     out_path = Path(out_path)
     device = torch.device(device)
+    if device.type == "cuda":
+        # Same algorithms every run, so that repeated extractions are byte-identical.
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
     model = model.to(device).eval()
     mean_t = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
