@@ -26,6 +26,8 @@ class Config:
     batch_size: int = 7000          # rows per inner closed-form solve (authors: 7,000)
     views: int = 2                  # label views that correct each other (authors: 2)
     seed: int = 0
+    n_classes: int = 0              # 0 = infer from the labels (max label + 1)
+    checkpoint_every: int = 10      # epochs between resumable checkpoints in OUT (0 = never)
     meta_size: int = 1000           # clean rows drawn from the training set (authors: 1,000)
     resident_limit_gb: float = 4.0  # features up to this size (as float32) are held in RAM;
                                     # larger ones stream batch by batch from the memory map
