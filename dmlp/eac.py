@@ -76,7 +76,7 @@ class AuxiliaryClassifier:
         loss = self.loss(X, targets, transition, meta)
         loss.backward()
         self.optimizer.step()
-        return float(loss)
+        return loss.detach().item()
 
     @torch.no_grad()
     def predict_proba(self, X: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,244 @@
+"""``python DMLP.py``: load a data folder, purify its labels, write the outputs atomically."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .config import CONFIG_DIR, load_config
+from .data import load_dataset, load_npy
+from .errors import InputError
+from .meta import MetaSet, auto_meta_indices, check_meta_indices, draw_meta_indices
+from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+OUTPUT_FILES = ("purified_labels.npy", "purified_soft_labels.npy", "label_quality.npy",
+                "meta_indices.npy", "noise_file.json", "summary.json")
+CHECKPOINT = "checkpoint.pt"
+log = logging.getLogger("dmlp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="DMLP.py",
+        description="Purify noisy labels from precomputed features with DMLP (IPC + EAC).",
+        epilog="Configs: " + ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.toml"))))
+    p.add_argument("--config", default=None,
+                   help="config name in configs/ (e.g. cifar10_sym50, cifar10_sym50_paper) or a .toml path "
+                        "(default: cifar10_sym20, the embedded demo)")
+    p.add_argument("--data", default=None,
+                   help="data folder in the authors' layout (trainfeatures.npy, trainlabels.npy, ...); "
+                        "default: the config's data folder")
+    p.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
+    meta = p.add_mutually_exclusive_group()
+    meta.add_argument("--meta-size", type=int, default=None,
+                      help="draw this many clean meta rows (seeded) from the training set, labelled by "
+                           "correctlabels.npy (default 1000, as the authors)")
+    meta.add_argument("--meta-index", default=None,
+                      help=".npy of training-row indices to use as the clean meta set")
+    meta.add_argument("--meta", choices=["auto"], default=None,
+                      help="'auto': no clean labels; pick a confident subset of the noisy data as meta set")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (config: epochs)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (config: seed)")
+    p.add_argument("--device", default="auto", help="auto (GPU if available), cpu or cuda")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.pt of an interrupted run (same config and data)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results in OUT that came from a different config or data")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _fingerprint(cfg, data, meta_spec) -> str:
+    """Identity of a run's inputs: config, data files (size + mtime) and meta choice."""
+    h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
+    for name, path in sorted(data.files.items()):
+        st = path.stat()
+        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    h.update(str(meta_spec).encode())
+    return h.hexdigest()[:16]
+
+
+def _check_out(out: Path, fingerprint: str, overwrite: bool, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"--out {out}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: output folder is not writable")
+    summary = out / "summary.json"
+    if summary.exists() and not overwrite:
+        try:
+            old = json.loads(summary.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            old = None
+        if old != fingerprint:
+            raise InputError(f"--out {out}: holds results of a different config or data "
+                             "(use --overwrite to replace them, or another --out)")
+    ckpt = out / CHECKPOINT
+    if resume and not ckpt.exists():
+        raise InputError(f"--resume: no {CHECKPOINT} in {out} to resume from")
+
+
+def _select_meta(args, cfg, data) -> MetaSet:
+    N = data.train_features.shape[0]
+    if args.meta_index is not None:
+        if data.true_labels is None:
+            raise InputError("--meta-index needs correctlabels.npy in the data folder for the meta labels")
+        raw = load_npy(args.meta_index, what=Path(args.meta_index).name, mmap=False)
+        idx = check_meta_indices(raw, N, Path(args.meta_index).name)
+        source = f"rows from {args.meta_index}"
+    elif args.meta == "auto":
+        size = args.meta_size or max(cfg.n_classes or data.n_classes,
+                                     int(round(cfg.auto_meta_fraction * N)))
+        idx = auto_meta_indices(data.train_features, data.noisy_labels, data.n_classes, size, cfg.seed)
+        return MetaSet(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
+                       f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
+    elif data.meta_features is not None and args.meta_size is None:
+        return MetaSet(data.meta_features, data.meta_labels, np.zeros(0, np.int64), None,
+                       "metafeatures.npy / metalabels.npy")
+    else:
+        if data.true_labels is None:
+            raise InputError(f"{data.folder}: no correctlabels.npy and no metafeatures.npy/metalabels.npy: "
+                             "give --meta-index, or --meta auto to run without clean labels")
+        size = args.meta_size if args.meta_size is not None else cfg.meta_size
+        idx = draw_meta_indices(data.true_labels, size, cfg.seed)
+        source = f"{len(idx)} rows drawn with seed {cfg.seed}"
+    labels = data.true_labels[idx]
+    if len(idx) < data.n_classes:
+        raise InputError(f"meta set has {len(idx)} rows, fewer than the {data.n_classes} classes")
+    return MetaSet(_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
+
+
+def _rows(features, idx):
+    return np.asarray(features[np.sort(idx)], dtype=np.float32)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    t0 = time.perf_counter()
+    cfg = load_config(args.config or "cifar10_sym20", epochs=args.epochs, seed=args.seed)
+    for flag, value in (("--epochs", cfg.epochs), ("--meta-size", args.meta_size)):
+        if value is not None and value <= 0:
+            raise InputError(f"{flag} must be positive, got {value}")
+    from .purify import purify, resolve_device
+    device = resolve_device(args.device)
+    data_dir = Path(args.data) if args.data else (REPO_ROOT / cfg.data if not Path(cfg.data).is_absolute() else Path(cfg.data))
+    data = load_dataset(data_dir, cfg.n_classes)
+    out = Path(args.out) if args.out else REPO_ROOT / "runs" / cfg.name
+    meta_spec = (args.meta_index, args.meta, args.meta_size)
+    fingerprint = _fingerprint(cfg, data, meta_spec)
+    _check_out(out, fingerprint, args.overwrite, args.resume)
+    meta = _select_meta(args, cfg, data)
+
+    N = data.train_features.shape[0]
+    keep = np.ones(N, dtype=bool)
+    keep[meta.indices] = False
+    rows = np.nonzero(keep)[0]
+    features = data.train_features if len(meta.indices) == 0 else _Subset(data.train_features, rows)
+    truth = None if data.true_labels is None else data.true_labels[rows]
+
+    checkpoint = None
+    if args.resume:
+        import torch
+        checkpoint = torch.load(out / CHECKPOINT, weights_only=True)
+        if checkpoint.get("fingerprint") != fingerprint:
+            raise InputError(f"--resume: {out / CHECKPOINT} comes from a different config or data")
+
+    def on_epoch_end(epoch, state):
+        if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
+            io.save_torch(out / CHECKPOINT, {**state(), "fingerprint": fingerprint})
+
+    result = purify(features, data.noisy_labels[rows], meta.features, meta.labels, cfg,
+                    n_classes=data.n_classes, meta_noisy_labels=meta.noisy_labels, true_labels=truth,
+                    device=str(device), progress=not args.quiet, checkpoint=checkpoint,
+                    on_epoch_end=on_epoch_end)
+
+    # assemble full-length outputs: meta rows keep their clean labels
+    C = data.n_classes
+    labels = data.noisy_labels.copy()
+    labels[rows] = result.labels
+    labels[meta.indices] = meta.labels if len(meta.indices) else labels[meta.indices]
+    soft = np.zeros((N, C), dtype=np.float32)
+    soft[rows] = result.soft_labels
+    soft[meta.indices, labels[meta.indices]] = 1.0
+    quality = np.ones(N, dtype=np.float32)
+    quality[rows] = result.label_quality
+
+    summary = {
+        "fingerprint": fingerprint, "data": str(data_dir), "config_name": cfg.name,
+        "n_train": int(N), "n_purified": int(len(rows)), "n_meta": int(len(meta.labels)),
+        "meta_source": meta.source, "n_classes": int(C), "n_changed": int(result.n_changed),
+        "device": result.device, "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
+    }
+    if truth is not None:
+        given = data.noisy_labels[rows]
+        summary.update({
+            "label_accuracy_before": accuracy(given, truth),
+            "label_accuracy_after": accuracy(result.labels, truth),
+            "per_class_accuracy_after": per_class_accuracy(result.labels, truth, C),
+            "soft_label_ece": expected_calibration_error(result.soft_labels, truth),
+            "label_quality_auc": roc_auc(-result.label_quality, given != truth),
+        })
+    if data.test_labels is not None and result.eac_weight is not None:
+        pred = np.concatenate([result.eac_predict_proba(data.test_features[s:s + 8192]).argmax(1)
+                               for s in range(0, data.test_features.shape[0], 8192)])
+        summary["test_accuracy"] = accuracy(pred, data.test_labels)
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+
+    io.save_npy(out / "purified_labels.npy", labels.astype(np.int64))
+    io.save_npy(out / "purified_soft_labels.npy", soft)
+    io.save_npy(out / "label_quality.npy", quality)
+    io.save_npy(out / "meta_indices.npy", meta.indices.astype(np.int64))
+    io.save_noise_file(out / "noise_file.json", labels)
+    io.save_json(out / "summary.json", summary, indent=1)   # last: marks the results complete
+    (out / CHECKPOINT).unlink(missing_ok=True)
+    _print_summary(summary, out)
+    return 0
+
+
+def _print_summary(s, out):
+    lines = [f"DMLP [{s['config_name']}] on {s['data']}: {s['n_purified']} rows purified, "
+             f"{s['n_meta']} meta rows ({s['meta_source']}), {s['n_classes']} classes, device {s['device']}",
+             f"  changed {s['n_changed']} labels in {s['seconds']:.1f} s"]
+    if "label_accuracy_after" in s:
+        lines.append(f"  label accuracy {100 * s['label_accuracy_before']:.2f} % -> "
+                     f"{100 * s['label_accuracy_after']:.2f} % (soft-label ECE {s['soft_label_ece']:.3f}, "
+                     f"wrong-label AUC {s['label_quality_auc']:.3f})")
+    if "test_accuracy" in s:
+        lines.append(f"  EAC classifier test accuracy {100 * s['test_accuracy']:.2f} %")
+    lines.append(f"  outputs in {out}/ (purified_labels.npy, purified_soft_labels.npy, noise_file.json, summary.json)")
+    print("\n".join(lines))
+
+
+class _Subset:
+    """Rows of a (memory-mapped) array, indexable like one; reads only what is asked for."""
+
+    def __init__(self, array, rows):
+        self.array, self.rows = array, rows
+        self.shape = (len(rows), array.shape[1])
+        self.ndim, self.dtype = 2, array.dtype
+
+    def __getitem__(self, idx):
+        return self.array[self.rows[idx]]
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.asarray(self.array[self.rows])
+        return out if dtype is None else out.astype(dtype)
+
+
+def cli(argv=None) -> int:
+    from .cli import run_cli
+    return run_cli(main, argv)
