@@ -309,7 +309,7 @@ def cleanlab_relabel(X, labels, meta_idx, meta_labels, n_classes: int, *,
 
 # ----------------------------------------------------------------------------- ridge on meta
 
-def ridge_on_meta(X, labels, meta_idx, meta_labels, n_classes: int, *, lam: float = 1.0,
+def ridge_on_meta(X, labels, meta_idx, meta_labels, n_classes: int, *, lam: float = 300.0,
                   seed: int = 0) -> BaselineResult:
     """Ridge regression to one-hot targets fitted on the clean meta rows alone.
 
@@ -423,7 +423,7 @@ def transition_matrix(true_labels, given_labels, n_classes: int, *,
 
 
 def forward_corrected_bayes(X, labels, meta_idx, meta_labels, n_classes: int, *,
-                            smoothing: float = 0.5, weight_decay: float = 1e-4,
+                            smoothing: float = 0.5, weight_decay: float = 1e-3,
                             clean_weight: float = 1.0, max_iter: int = 100,
                             seed: int = 0) -> BaselineResult:
     """Forward loss correction with a meta-estimated transition matrix, then a Bayes relabel.
