@@ -423,7 +423,7 @@ def transition_matrix(true_labels, given_labels, n_classes: int, *,
 
 
 def forward_corrected_bayes(X, labels, meta_idx, meta_labels, n_classes: int, *,
-                            smoothing: float = 0.5, weight_decay: float = 1e-3,
+                            smoothing: float = 0.5, weight_decay: float = 3e-3,
                             clean_weight: float = 1.0, max_iter: int = 100,
                             seed: int = 0) -> BaselineResult:
     """Forward loss correction with a meta-estimated transition matrix, then a Bayes relabel.
