@@ -92,3 +92,83 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
     if n_classes is not None and labels.size and labels.max() >= n_classes:
         raise InputError(f"{name}: label {int(labels.max())} out of range for {n_classes} classes")
     return labels
+
+
+@dataclass
+class Dataset:
+    """The authors' folder layout, validated; feature arrays stay memory-mapped."""
+    folder: Path
+    train_features: np.ndarray
+    noisy_labels: np.ndarray
+    n_classes: int
+    true_labels: Optional[np.ndarray] = None
+    test_features: Optional[np.ndarray] = None
+    test_labels: Optional[np.ndarray] = None
+    meta_features: Optional[np.ndarray] = None
+    meta_labels: Optional[np.ndarray] = None
+    files: dict = field(default_factory=dict)
+
+
+def load_dataset(folder, n_classes: int = 0, check_finite: bool = True) -> Dataset:
+    """Open and validate a data folder in the authors' layout.
+
+    ``n_classes = 0`` infers C from the largest label present.  Every problem raises
+    :class:`InputError` naming the file, e.g.
+    ``trainlabels.npy has 49999 rows but trainfeatures.npy has 50000``.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise InputError(f"data folder not found: {folder}")
+    if not folder.is_dir():
+        raise InputError(f"data folder is not a folder: {folder}")
+    files = {}
+
+    def path(name):
+        files[name] = folder / name
+        return folder / name
+
+    def optional(name):
+        return load_npy(path(name)) if (folder / name).exists() else None
+
+    train = check_features(load_npy(path("trainfeatures.npy")), "trainfeatures.npy", check_finite=check_finite)
+    N, d = train.shape
+    noisy_raw = load_npy(path("trainlabels.npy"), mmap=False)
+    true_raw = optional("correctlabels.npy")
+    test = optional("testfeatures.npy")
+    test_raw = optional("testlabels.npy")
+    meta_f = optional("metafeatures.npy")
+    meta_raw = optional("metalabels.npy")
+    if (meta_f is None) != (meta_raw is None):
+        raise InputError("metafeatures.npy and metalabels.npy must be given together")
+
+    raw_labels = [x for x in (noisy_raw, true_raw, test_raw, meta_raw) if x is not None]
+    if not n_classes:
+        n_classes = 1
+        for arr in raw_labels:
+            a = np.asarray(arr)
+            if a.size and a.dtype.kind in "iuf" and np.isfinite(a).all():
+                n_classes = max(n_classes, int(np.max(a)) + 1)
+    noisy = check_labels(noisy_raw, "trainlabels.npy", n_classes, N, "trainfeatures.npy")
+    true = None if true_raw is None else check_labels(
+        np.asarray(true_raw), "correctlabels.npy", n_classes, N, "trainfeatures.npy")
+    if test is not None:
+        check_features(test, "testfeatures.npy", check_finite=check_finite)
+        if test.shape[1] != d:
+            raise InputError(f"testfeatures.npy has {test.shape[1]} columns but trainfeatures.npy has {d}")
+    test_labels = None
+    if test_raw is not None:
+        if test is None:
+            raise InputError("testlabels.npy is given without testfeatures.npy")
+        test_labels = check_labels(np.asarray(test_raw), "testlabels.npy", n_classes,
+                                   test.shape[0], "testfeatures.npy")
+    meta_labels = None
+    if meta_f is not None:
+        check_features(meta_f, "metafeatures.npy", check_finite=check_finite)
+        if meta_f.shape[1] != d:
+            raise InputError(f"metafeatures.npy has {meta_f.shape[1]} columns but trainfeatures.npy has {d}")
+        meta_labels = check_labels(np.asarray(meta_raw), "metalabels.npy", n_classes,
+                                   meta_f.shape[0], "metafeatures.npy")
+    if n_classes < 2:
+        raise InputError("trainlabels.npy: need at least 2 classes")
+    return Dataset(folder, train, noisy, n_classes, true, test, test_labels, meta_f, meta_labels,
+                   {k: v for k, v in files.items() if v.exists()})

@@ -22,6 +22,10 @@ def _atomic_write(path, write):
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; give outputs the usual permissions (umask applied)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -30,6 +34,12 @@ def _atomic_write(path, write):
             pass
         raise
     return path
+
+
+def save_torch(path, obj) -> Path:
+    """``torch.save`` atomically (checkpoints)."""
+    import torch
+    return _atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def save_npy(path, array) -> Path:

@@ -1,0 +1,69 @@
+"""A fixed partition of the training rows into batches, and the features served batch by batch.
+
+The partition is drawn once (seeded) and kept for the whole run, so each batch's Gram matrix is
+factored once.  Labels and optimiser state are kept in *batch order* (position p holds original
+row ``order[p]``), so a batch is always a contiguous slice of them.
+
+Features are held in RAM as float32 when they fit under ``resident_limit_gb`` (gathered chunk by
+chunk from the memory map, never a whole float64/float16 copy at once); otherwise each batch is
+read from the memory map and converted when it is used, which keeps memory bounded for
+Clothing1M-sized inputs.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import numpy as np
+import torch
+
+
+def make_partition(n_rows: int, batch_size: int, seed: int):
+    """Seeded permutation of the rows and the slice of each batch (sizes differ by at most 1)."""
+    order = np.random.default_rng(seed).permutation(n_rows)
+    n_batches = max(1, -(-n_rows // max(1, batch_size)))
+    bounds = np.linspace(0, n_rows, n_batches + 1).round().astype(int)
+    return order, [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def gather_rows(array, rows: np.ndarray, out: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+    """Copy ``array[rows]`` into the float tensor ``out`` chunk by chunk (bounded temporaries)."""
+    for start in range(0, len(rows), chunk):
+        idx = rows[start:start + chunk]
+        sorted_idx = np.sort(idx)
+        block = np.asarray(array[sorted_idx])             # sorted reads are kind to the page cache
+        inverse = np.argsort(np.argsort(idx, kind="stable"), kind="stable")
+        out[start:start + len(idx)] = torch.from_numpy(block[inverse].astype(np.float32, copy=False))
+    return out
+
+
+class FeatureStore:
+    """Serves the features of batch ``k`` (in batch order) as a float32 tensor on ``device``."""
+
+    def __init__(self, features, order: np.ndarray, batches: List[slice], device,
+                 resident_limit_gb: float):
+        self.features, self.order, self.batches, self.device = features, order, batches, device
+        n, d = len(order), features.shape[1]
+        self.resident = n * d * 4 <= resident_limit_gb * 2 ** 30
+        self.data = None
+        if self.resident:
+            if isinstance(features, torch.Tensor):
+                data = features[torch.as_tensor(order, device=features.device)].to(torch.float32)
+            else:
+                data = gather_rows(features, order, torch.empty(n, d, dtype=torch.float32))
+            self.data = data.to(device)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def batch(self, k: int) -> torch.Tensor:
+        return self.rows(self.batches[k])
+
+    def rows(self, positions: slice) -> torch.Tensor:
+        """Features at a contiguous range of batch-order positions."""
+        if self.resident:
+            return self.data[positions]
+        rows = self.order[positions]
+        if isinstance(self.features, torch.Tensor):
+            return self.features[torch.as_tensor(rows)].to(device=self.device, dtype=torch.float32)
+        out = torch.empty(len(rows), self.features.shape[1], dtype=torch.float32)
+        return gather_rows(self.features, rows, out).to(self.device)

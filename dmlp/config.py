@@ -1,0 +1,156 @@
+"""Configuration: one TOML file per setting in ``configs/``, read with the standard library.
+
+A config file may name a base with ``inherit = "default"``; its keys override the base's.
+Every hyper-parameter of the method lives in :class:`Config`; the CLI overrides the common
+ones.  Unknown keys are refused with the list of valid keys, so a typo never passes silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import InputError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- run -----------------------------------------------------------------------------
+    name: str = "default"
+    data: str = "labels_cifar10/symmetric20"  # data folder, relative to the repo root or absolute
+    epochs: int = 100
+    batch_size: int = 7000          # rows per inner closed-form solve (authors: 7,000)
+    views: int = 2                  # label views that correct each other (authors: 2)
+    seed: int = 0
+    n_classes: int = 0              # 0 = infer from the labels (max label + 1)
+    checkpoint_every: int = 10      # epochs between resumable checkpoints in OUT (0 = never)
+    meta_size: int = 1000           # clean rows drawn from the training set (authors: 1,000)
+    resident_limit_gb: float = 4.0  # features up to this size (as float32) are held in RAM;
+                                    # larger ones stream batch by batch from the memory map
+
+    # --- IPC: learnable labels, closed-form inner estimator, meta-gradient update ---------
+    ridge: float = 1e-6             # lambda relative to trace(X'X)/d; raised if Cholesky fails
+    label_lr: float = 0.01
+    label_betas: tuple = (0.5, 0.999)
+    label_weight_decay: float = 3e-4
+    meta_ce_weight: float = 1.0
+    meta_mse_weight: float = 1.0
+    meta_mse_reduction: str = "sum"   # "sum" (authors) or "mean" over meta rows
+    meta_balance_weight: float = 1.0  # KL(uniform || mean softmax of batch predictions)
+    balance_rows: int = 1024          # batch rows the balance prior is evaluated on (0 = all)
+
+    # --- EAC: auxiliary linear classifier that corrects the labels from outside ------------
+    eac: bool = True
+    eac_lr: float = 0.006
+    eac_lr_decay_epoch: int = 3       # lr multiplied by eac_lr_decay from this epoch on
+    eac_lr_decay: float = 0.1
+    eac_confidence_penalty: float = 0.4
+    eac_balance_weight: float = 1.0
+    eac_forward_correction: bool = False  # train EAC through the noise-transition matrix
+    eac_meta_weight: float = 0.0      # weight of cross-entropy on the clean meta rows in EAC
+    relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)
+    relabel_momentum: float = 0.5     # Y <- m * Y + (1 - m) * other view's EAC prediction
+
+    # --- additions of the default configuration (see docs/deviations.md) ------------------
+    final_decision: str = "argmax"    # "argmax" of the views' labels, or "bayes" (see below)
+    graph_k: int = 0                  # k of the cosine kNN graph (0 = no graph propagation)
+    graph_power: float = 3.0
+    graph_alpha: float = 0.9
+    graph_steps: int = 30
+    posterior_rounds: int = 0         # EM rounds of the Bayes decision (transition model)
+    transition_smoothing: float = 0.5
+
+    # --- meta set without clean labels (--meta auto) --------------------------------------
+    auto_meta_fraction: float = 0.02  # fraction of rows chosen as the confident meta set
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **_coerce(changes, source="override"))
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["label_betas"] = list(self.label_betas)
+        return out
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+_CHOICES = {"meta_mse_reduction": ("sum", "mean"), "final_decision": ("argmax", "bayes")}
+
+
+def _coerce(values: dict, source: str) -> dict:
+    out = {}
+    defaults = Config()
+    for key, value in values.items():
+        if key not in _FIELDS:
+            valid = ", ".join(sorted(_FIELDS))
+            raise InputError(f"{source}: unknown config key '{key}' (valid keys: {valid})")
+        expected = type(getattr(defaults, key))
+        try:
+            if expected is tuple:
+                value = tuple(float(v) for v in value)
+            elif expected is bool:
+                if not isinstance(value, bool):
+                    raise TypeError
+            elif expected is int:
+                if isinstance(value, bool) or int(value) != value:
+                    raise TypeError
+                value = int(value)
+            elif expected is float:
+                if isinstance(value, bool):
+                    raise TypeError
+                value = float(value)
+            elif expected is str:
+                if not isinstance(value, str):
+                    raise TypeError
+        except (TypeError, ValueError):
+            raise InputError(f"{source}: config key '{key}' must be {expected.__name__}, got {value!r}") from None
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise InputError(f"{source}: config key '{key}' must be one of {_CHOICES[key]}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A bare name (``cifar10_sym50``) is looked up in ``configs/``; anything else is a path."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise InputError(f"{name_or_path}: config file not found")
+        return path
+    candidate = CONFIG_DIR / f"{name_or_path}.toml"
+    if not candidate.exists():
+        names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
+        raise InputError(f"config '{name_or_path}' not found in {CONFIG_DIR} (available: {names})")
+    return candidate
+
+
+def _read_toml(path: Path, seen: tuple = ()) -> dict:
+    if path.resolve() in seen:
+        raise InputError(f"{path.name}: circular 'inherit'")
+    try:
+        with open(path, "rb") as fh:
+            values = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path.name}: invalid TOML ({exc})") from None
+    base = values.pop("inherit", None)
+    if base is None:
+        return values
+    merged = _read_toml(resolve_config_path(base), seen + (path.resolve(),))
+    merged.update(values)
+    return merged
+
+
+def load_config(name_or_path: Optional[str] = None, **overrides: Any) -> Config:
+    """Load a config by name or path (default: ``configs/default.toml``) and apply overrides.
+
+    Overrides whose value is ``None`` are ignored, so CLI flags that were not given pass through.
+    """
+    path = resolve_config_path(name_or_path or "default")
+    values = _read_toml(path)
+    values.setdefault("name", path.stem)
+    config = Config(**_coerce(values, source=path.name))
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return config.replace(**changes) if changes else config

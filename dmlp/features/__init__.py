@@ -1,0 +1,15 @@
+"""Feature extraction: turn images + a self-supervised ResNet checkpoint into the
+``trainfeatures.npy`` / ``testfeatures.npy`` matrices the purifier reads.
+
+* :mod:`.backbones`   - ResNet-18/34/50 (CIFAR or ImageNet stem) returning pooled features;
+* :mod:`.checkpoints` - SupContrast/C2D, sthalles, leftthomas, Spijkervet, MoCo key layouts;
+* :mod:`.images`      - image folder trees and CIFAR python batches, official-order helper;
+* :mod:`.extract`     - the batched, memory-mapped, atomic extraction loop and its CLI.
+"""
+from .backbones import ResNetFeatures, build_backbone
+from .checkpoints import FORMATS, load_backbone
+from .extract import extract
+from .images import ImageSource, load_cifar_batches, scan_folder
+
+__all__ = ["ResNetFeatures", "build_backbone", "FORMATS", "load_backbone", "extract",
+           "ImageSource", "load_cifar_batches", "scan_folder"]

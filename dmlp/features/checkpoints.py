@@ -1,0 +1,233 @@
+"""Load self-supervised ResNet checkpoints of the layouts people actually have.
+
+Each format is a container (which dict holds the weights) plus a renaming of its keys to
+:mod:`dmlp.features.backbones` names (torchvision-style) and a set of keys to drop (projection
+heads, the MoCo key encoder and queue).  After the renaming the weights are loaded *strictly*:
+any missing or unexpected key, or a shape mismatch, is an :class:`InputError` that lists them.
+C2D's own loader uses ``strict=False``, so a wrong prefix there silently leaves a randomly
+initialised network; here it stops the run instead.
+
+Formats (see docs/feature_extraction.md):
+
+=============  ==================  =========================================  ====================
+format         container           backbone keys                              dropped head
+=============  ==================  =========================================  ====================
+c2d            ``{'model': sd}``   ``encoder.[module.]conv1...``, ``shortcut``  ``head.*``
+sthalles       ``{'state_dict'}``  ``backbone.conv1...`` (torchvision)        ``backbone.fc.*``
+leftthomas     raw state dict      ``f.0`` conv1, ``f.1`` bn1, ``f.3-6`` layers  ``g.*``
+spijkervet     raw state dict      ``encoder.conv1...`` (torchvision)         ``projector.*``
+moco           ``{'state_dict'}``  ``module.encoder_q.conv1...``               ``encoder_q.fc``,
+                                                                              ``encoder_k``, queue
+plain          raw state dict      ``conv1...`` (torchvision)                 ``fc.*``
+=============  ==================  =========================================  ====================
+"""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Callable, Dict
+
+import torch
+
+from ..errors import InputError
+from .backbones import ResNetFeatures, build_backbone, infer_arch
+
+FORMATS = ("c2d", "sthalles", "leftthomas", "spijkervet", "moco", "plain")
+
+
+def read_checkpoint(path) -> object:
+    """``torch.load`` with ``weights_only=True``: tensors and plain containers only.
+
+    ``argparse.Namespace`` is allowed too because SupContrast/C2D store their options (``opt``)
+    beside the weights; it holds only plain values and rebuilds without running code.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"checkpoint {path}: file not found")
+    if path.is_dir():
+        raise InputError(f"checkpoint {path}: is a folder, not a checkpoint file")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for garbage/unsafe pickles
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise InputError(f"checkpoint {path}: cannot be loaded with weights_only=True "
+                         f"({exc.__class__.__name__}: {first[:200]})") from None
+
+
+def _state_dict_of(obj, path) -> Dict[str, torch.Tensor]:
+    """Find the weights dict: ``obj['model']``, ``obj['state_dict']`` or ``obj`` itself."""
+    if not isinstance(obj, dict):
+        raise InputError(f"checkpoint {path}: holds a {type(obj).__name__}, not a dict of weights")
+    for key in ("model", "state_dict"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise InputError(f"checkpoint {path}: no tensors found (top-level keys: "
+                         f"{_short(list(map(str, obj)))})")
+    return tensors
+
+
+def detect_format(sd) -> str:
+    """Guess the layout from the key prefixes (after dropping DataParallel's ``module.``)."""
+    keys = [_strip_module(k) for k in sd]
+    has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
+    if has("encoder_q."):
+        return "moco"
+    if has("backbone."):
+        return "sthalles"
+    if has("f.0.") or has("g."):
+        return "leftthomas"
+    if has("encoder."):
+        # SupContrast calls the projection shortcut "shortcut"; torchvision "downsample".
+        if any(".shortcut." in k for k in keys) or has("head."):
+            return "c2d"
+        return "spijkervet"
+    if has("conv1."):
+        return "plain"
+    return "unknown"
+
+
+_MODULE = re.compile(r"(^|\.)module\.")
+
+
+def _strip_module(key: str) -> str:
+    # DataParallel / DDP insert "module." at the top or right after a wrapped submodule
+    # (C2D: "encoder.module.conv1...", MoCo: "module.encoder_q...").
+    return _MODULE.sub(r"\1", key)
+
+
+def _strip_prefix(key, prefix):
+    return key[len(prefix):] if key.startswith(prefix) else None
+
+
+def _c2d(key):
+    if key.startswith(("head.", "fc.")):
+        return None  # projection head (SupCon) or classifier (SupCE)
+    rest = _strip_prefix(key, "encoder.")
+    if rest is None:
+        return key
+    return rest.replace(".shortcut.", ".downsample.")
+
+
+def _sthalles(key):
+    if key.startswith("backbone.fc."):
+        return None
+    rest = _strip_prefix(key, "backbone.")
+    return key if rest is None else rest
+
+
+_LEFTTHOMAS = {"0": "conv1", "1": "bn1", "3": "layer1", "4": "layer2", "5": "layer3", "6": "layer4"}
+
+
+def _leftthomas(key):
+    if key.startswith("g."):
+        return None
+    m = re.match(r"^f\.(\d+)\.(.*)$", key)
+    if m and m.group(1) in _LEFTTHOMAS:
+        return f"{_LEFTTHOMAS[m.group(1)]}.{m.group(2)}"
+    return key
+
+
+def _spijkervet(key):
+    if key.startswith(("projector.", "encoder.fc.")):
+        return None
+    rest = _strip_prefix(key, "encoder.")
+    return key if rest is None else rest
+
+
+def _moco(key):
+    if key.startswith(("encoder_k.", "queue", "encoder_q.fc.", "fc.")):
+        return None  # key encoder, negatives queue, MLP/linear heads
+    rest = _strip_prefix(key, "encoder_q.")
+    return key if rest is None else rest
+
+
+def _plain(key):
+    return None if key.startswith("fc.") else key
+
+
+_RENAMERS: Dict[str, Callable[[str], object]] = {
+    "c2d": _c2d, "sthalles": _sthalles, "leftthomas": _leftthomas,
+    "spijkervet": _spijkervet, "moco": _moco, "plain": _plain,
+}
+
+
+def convert_state_dict(sd, fmt: str) -> Dict[str, torch.Tensor]:
+    """Rename ``sd`` from ``fmt`` to backbone names and drop its head; other keys pass unchanged
+    (so that a strict load reports them as unexpected)."""
+    renamer = _RENAMERS[fmt]
+    out = {}
+    for key, value in sd.items():
+        new = renamer(_strip_module(key))
+        if new is not None:
+            out[new] = value
+    return out
+
+
+def _short(keys, limit=8):
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_strict(model: ResNetFeatures, sd, where: str) -> None:
+    """Load ``sd`` into ``model`` requiring an exact key and shape match.
+
+    The only tolerance is BatchNorm's ``num_batches_tracked`` counter, absent from checkpoints
+    saved by PyTorch < 0.4.1; it does not affect eval-mode outputs.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in sd and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in sd if k not in expected]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys [{_short(missing)}]")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys [{_short(unexpected)}]")
+        raise InputError(f"{where}: key mismatch with {model.arch} ({model.stem} stem): "
+                         + "; ".join(parts))
+    bad = [f"{k} {tuple(sd[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+           if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    if bad:
+        raise InputError(f"{where}: shape mismatch with {model.arch} ({model.stem} stem): "
+                         f"{len(bad)} tensors [{_short(bad, 4)}]")
+    full = dict(expected)
+    full.update({k: v.to(expected[k].dtype) for k, v in sd.items()})
+    model.load_state_dict(full, strict=True)
+
+
+def load_backbone(path, fmt: str = "auto", arch: str = "auto", stem: str = "auto"):
+    """Build the backbone for checkpoint ``path`` and load its weights strictly.
+
+    Returns ``(model in eval mode, info dict with format/arch/stem/dropped key count)``.
+    """
+    sd = _state_dict_of(read_checkpoint(path), path)
+    if fmt == "auto":
+        fmt = detect_format(sd)
+        if fmt == "unknown":
+            raise InputError(f"checkpoint {path}: layout not recognised (first keys: "
+                             f"{_short(list(sd), 5)}); pass --checkpoint-format "
+                             f"{'|'.join(FORMATS)}")
+    elif fmt not in _RENAMERS:
+        raise InputError(f"--checkpoint-format: unknown format {fmt!r} (choose from auto, "
+                         f"{', '.join(FORMATS)})")
+    converted = convert_state_dict(sd, fmt)
+    where = f"checkpoint {path} (format {fmt})"
+    if arch == "auto" or stem == "auto":
+        try:
+            guess_arch, guess_stem = infer_arch(converted)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        arch = guess_arch if arch == "auto" else arch
+        stem = guess_stem if stem == "auto" else stem
+    model = build_backbone(arch, stem)
+    load_strict(model, converted, where)
+    model.eval()
+    info = {"format": fmt, "arch": arch, "stem": stem, "dropped_keys": len(sd) - len(converted),
+            "feature_dim": model.feature_dim}
+    return model, info

@@ -1,0 +1,137 @@
+"""IPC, intrinsic primary correction: the closed-form inner estimator and the meta objective.
+
+For a batch of training features ``X_B`` (b x d) with learnable labels ``Y_B`` (b x C), the
+inner problem is a ridge regression solved exactly,
+
+    W(Y_B) = (X_B' X_B + lambda I)^-1 X_B' Y_B,
+
+and the labels are moved by the gradient of the loss of ``W(Y_B)`` on the clean meta set.
+Through the closed form that gradient is ``X_B (X_B' X_B + lambda I)^-1 X_meta' G`` (G the loss
+gradient w.r.t. the meta predictions): only d x d solves, never a b x b or N x N matrix, and the
+Cholesky factor of each batch's Gram matrix is computed once and reused every epoch.
+
+Several label views share the features and the factorisation: their labels are stacked along
+the columns (b x V*C), so one matrix product serves all views.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .errors import InputError
+
+log = logging.getLogger("dmlp")
+
+
+def factor_gram(X: torch.Tensor, ridge: float, max_tries: int = 8):
+    """Cholesky factor of ``X'X + lambda I`` with ``lambda = ridge * trace(X'X) / d``.
+
+    The relative ridge keeps the term scale-free.  If the matrix is singular or too
+    ill-conditioned for the factorisation, lambda is raised tenfold (and logged) until it
+    succeeds.  Returns ``(L, lam)`` with ``L`` lower-triangular.
+    """
+    gram = X.T @ X
+    d = gram.shape[0]
+    scale = float(torch.diagonal(gram).sum()) / d
+    if not math.isfinite(scale) or scale <= 0:
+        raise InputError("training features of a batch are all zero: the Gram matrix is singular")
+    rel = max(float(ridge), 0.0)
+    for attempt in range(max_tries):
+        lam = rel * scale
+        eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
+        L, info = torch.linalg.cholesky_ex(gram + lam * eye)
+        if int(info) == 0:
+            if attempt:
+                log.warning("Gram matrix of a batch is (nearly) singular: ridge raised to %.1e "
+                            "(relative) so the closed form stays defined", rel)
+            return L, lam
+        rel = max(rel * 10.0, 1e-8)
+    raise InputError("Gram matrix of a batch stays singular even with a large ridge "
+                     "(features constant or duplicated?)")
+
+
+def closed_form(X: torch.Tensor, Y: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """The inner estimator ``W = (X'X + lambda I)^-1 X'Y`` from the cached Cholesky factor."""
+    return torch.cholesky_solve(X.T @ Y, L)
+
+
+def class_balance_kl(logits: torch.Tensor) -> torch.Tensor:
+    """KL(uniform || mean softmax) over the rows of ``logits`` (..., rows, C): a class-balance prior."""
+    mean_prob = F.softmax(logits, dim=-1).mean(dim=-2)
+    C = logits.shape[-1]
+    return (-(math.log(C)) - torch.log(mean_prob.clamp_min(1e-12)).mean(dim=-1)).sum()
+
+
+def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,
+                   meta_features: torch.Tensor, meta_onehot: torch.Tensor,
+                   n_views: int, cfg, balance_rows: slice = slice(None)) -> torch.Tensor:
+    """Loss of the closed-form estimator ``W(Y_B)`` on the clean meta set, summed over views.
+
+    ``Y_B`` is b x (V*C) (views stacked), ``meta_onehot`` m x C.  The loss is
+    ``ce_w * CE + mse_w * squared error + balance_w * KL(uniform || mean softmax(X_B W))``,
+    the three terms of the authors' meta loss.
+    """
+    m, C = meta_onehot.shape
+    W = closed_form(X_B, Y_B, L_B)                             # d x V*C
+    meta_logits = (meta_features @ W).view(m, n_views, C).transpose(0, 1)   # V x m x C
+    target = meta_onehot.argmax(dim=1)
+    loss = Y_B.new_zeros(())
+    if cfg.meta_ce_weight:
+        ce = torch.stack([F.cross_entropy(meta_logits[v], target) for v in range(n_views)]).sum()
+        loss = loss + cfg.meta_ce_weight * ce
+    if cfg.meta_mse_weight:
+        se = ((meta_logits - meta_onehot.unsqueeze(0)) ** 2).sum()
+        if cfg.meta_mse_reduction == "mean":
+            se = se / m
+        loss = loss + cfg.meta_mse_weight * se
+    if cfg.meta_balance_weight:
+        rows = X_B[balance_rows]
+        batch_logits = (rows @ W).view(rows.shape[0], n_views, C).transpose(0, 1)
+        loss = loss + cfg.meta_balance_weight * class_balance_kl(batch_logits)
+    return loss
+
+
+def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, n_views, cfg,
+                   balance_rows: slice = slice(None)):
+    """Return ``(loss, dLoss/dY_B)`` through the closed form (autograd over d x d solves)."""
+    Y_B = Y_B.detach().requires_grad_(True)
+    loss = meta_objective(Y_B, X_B, L_B, meta_features, meta_onehot, n_views, cfg, balance_rows)
+    (grad,) = torch.autograd.grad(loss, Y_B)
+    return loss.detach(), grad
+
+
+class RowAdam:
+    """Adam on the rows of the label matrix that are in the current batch only.
+
+    The authors apply ``torch.optim.Adam`` (with weight decay) to the whole N x C label tensor
+    at every step, so rows outside the batch drift under weight decay and stale momentum; here
+    each row keeps its own moments and step count and moves only when its batch is visited.
+    """
+
+    def __init__(self, n_rows: int, n_cols: int, lr: float, betas, weight_decay: float,
+                 dtype=torch.float32, device="cpu"):
+        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.m = torch.zeros(n_rows, n_cols, dtype=dtype, device=device)
+        self.v = torch.zeros(n_rows, n_cols, dtype=dtype, device=device)
+        self.steps = torch.zeros(n_rows, 1, dtype=dtype, device=device)
+
+    def step(self, params: torch.Tensor, rows: slice, grad: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        p = params[rows]
+        if self.weight_decay:
+            grad = grad + self.weight_decay * p
+        m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
+        v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        t = self.steps[rows].add_(1)
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        p.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
+
+    def state_dict(self):
+        return {"m": self.m, "v": self.v, "steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.m.copy_(state["m"]); self.v.copy_(state["v"]); self.steps.copy_(state["steps"])

@@ -1,0 +1,247 @@
+"""The DMLP loop and the library entry point :func:`purify`.
+
+Per epoch, for each batch of the fixed partition (visited in a seeded order):
+
+1. IPC: the closed-form estimator of the batch's labels is scored on the clean meta set and the
+   labels take one Adam step along the meta gradient (``dmlp.ipc``);
+2. EAC: the auxiliary classifier takes one Adam step on the batch (``dmlp.eac``);
+
+and every ``relabel_every`` epochs each view's labels move toward the other view's EAC
+prediction by an EMA.  At the end the views' label distributions are averaged; the final label
+is their argmax, or (``final_decision = "bayes"``) the posterior of the noise-transition model
+(``dmlp.posterior``).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batches import FeatureStore, make_partition
+from .config import Config, load_config
+from .eac import AuxiliaryClassifier, exchange
+from .errors import InputError
+from .ipc import RowAdam, factor_gram, label_gradient
+
+
+@dataclass
+class PurifyResult:
+    """What :func:`purify` returns (all arrays in the caller's row order)."""
+    labels: np.ndarray            # (N,) int64 purified labels
+    soft_labels: np.ndarray       # (N, C) float32, rows sum to 1
+    label_quality: np.ndarray     # (N,) float32, estimated probability that the given label is right
+    n_changed: int
+    history: list = field(default_factory=list)   # per epoch: loss, and accuracy if truth given
+    timings: dict = field(default_factory=dict)   # seconds: setup, ipc, eac, final
+    eac_weight: Optional[np.ndarray] = None       # (d, V*C) auxiliary classifiers, for test accuracy
+    eac_bias: Optional[np.ndarray] = None
+    n_views: int = 1
+    device: str = "cpu"
+    notes: list = field(default_factory=list)
+
+    def eac_predict_proba(self, features) -> np.ndarray:
+        """Class probabilities of the views' auxiliary classifiers, averaged (rows x C)."""
+        X = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        z = X @ torch.from_numpy(self.eac_weight) + torch.from_numpy(self.eac_bias)
+        C = self.soft_labels.shape[1]
+        return torch.softmax(z.view(len(X), self.n_views, C), -1).mean(1).numpy()
+
+
+def resolve_device(device: str) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA GPU is available on this machine (use --device cpu or auto)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError(f"--device {device}: must be auto, cpu or cuda")
+    return torch.device(device)
+
+
+def label_distribution(Y: torch.Tensor) -> torch.Tensor:
+    """Free label parameters -> distributions: clip at 0 and normalise (uniform if all <= 0)."""
+    P = Y.clamp_min(0)
+    total = P.sum(-1, keepdim=True)
+    uniform = torch.full_like(P, 1.0 / P.shape[-1])
+    return torch.where(total > 0, P / total.clamp_min(1e-12), uniform)
+
+
+def _as_labels(labels, name, n_rows, n_classes):
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or len(arr) != n_rows:
+        raise InputError(f"{name}: expected {n_rows} labels, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise InputError(f"{name}: labels must be integers, got {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise InputError(f"{name}: labels must lie in 0..{n_classes - 1}")
+    return arr.astype(np.int64)
+
+
+def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[Config] = None, *,
+           n_classes: Optional[int] = None, meta_noisy_labels=None, true_labels=None,
+           device: str = "auto", progress: bool = True, checkpoint: Optional[dict] = None,
+           on_epoch_end: Optional[Callable] = None) -> PurifyResult:
+    """Purify noisy labels with DMLP (IPC + EAC) and return the corrected labels.
+
+    Parameters
+    ----------
+    features : array-like, shape (N, d)
+        Label-free features of the rows to purify (float16/32/64; a ``np.memmap`` is read batch
+        by batch when too large for RAM).  The meta rows must not be among them.
+    noisy_labels : array-like of int, shape (N,)
+        The given (noisy) labels, in ``0..C-1``.
+    meta_features : array-like, shape (M, d)
+        Features of a small clean set.
+    meta_labels : array-like of int, shape (M,)
+        Their clean labels.  Every class should have at least one meta row.
+    config : Config, optional
+        Hyper-parameters (``dmlp.load_config(name)``); default: ``configs/default.toml``.
+    n_classes : int, optional
+        Number of classes C; inferred from the labels if omitted.
+    meta_noisy_labels : array-like of int, shape (M,), optional
+        The given labels of the meta rows, when they are training rows with known noisy labels;
+        used to count the noise-transition matrix for ``final_decision = "bayes"``.
+    true_labels : array-like of int, shape (N,), optional
+        Ground truth, used only to report accuracy per epoch in ``history``.
+    device : {"auto", "cpu", "cuda"}
+    progress : bool
+        Show a tqdm bar over epochs.
+    checkpoint, on_epoch_end
+        Resume from a state saved by ``on_epoch_end(epoch, state_fn)``; ``state_fn()`` returns
+        the dict to save.  Used by the CLI's ``--resume``.
+
+    Returns
+    -------
+    PurifyResult
+        ``labels`` (N,) int64, ``soft_labels`` (N, C), ``label_quality`` (N,) (probability that
+        the given label is correct), ``n_changed``, per-epoch ``history`` and ``timings``.
+
+    Examples
+    --------
+    >>> from dmlp import purify, load_config
+    >>> result = purify(X, y_noisy, X_meta, y_meta, load_config("default"))  # doctest: +SKIP
+    >>> clean_labels = result.labels                                         # doctest: +SKIP
+    """
+    cfg = config if config is not None else load_config("default")
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    if features.ndim != 2 or meta_features.ndim != 2:
+        raise InputError("features and meta_features must be 2-D")
+    N, d = features.shape
+    if meta_features.shape[1] != d:
+        raise InputError(f"meta features have {meta_features.shape[1]} columns but features have {d}")
+    noisy_np = np.asarray(noisy_labels)
+    C = int(n_classes or max(int(np.max(noisy_np)), int(np.max(meta_labels))) + 1)
+    noisy_np = _as_labels(noisy_np, "noisy_labels", N, C)
+    meta_y_np = _as_labels(meta_labels, "meta_labels", meta_features.shape[0], C)
+    missing = sorted(set(range(C)) - set(meta_y_np.tolist()))
+    if missing:
+        raise InputError(f"meta set has no row of class(es) {missing[:10]}: every class needs a clean example")
+    V = int(cfg.views)
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+
+    # --- setup: partition, features, cached factorisations --------------------------------
+    order, batches = make_partition(N, cfg.batch_size, cfg.seed)
+    store = FeatureStore(features, order, batches, dev, cfg.resident_limit_gb)
+    meta_X = torch.as_tensor(np.asarray(meta_features, dtype=np.float32), device=dev)
+    meta_y = torch.as_tensor(meta_y_np, device=dev)
+    meta_onehot = torch.nn.functional.one_hot(meta_y, C).float()
+    factors = [factor_gram(store.batch(k), cfg.ridge)[0] for k in range(len(batches))]
+    given = torch.as_tensor(noisy_np[order], device=dev)       # batch order
+    truth = None if true_labels is None else torch.as_tensor(np.asarray(true_labels)[order], device=dev)
+
+    transition = None
+    if cfg.eac_forward_correction or cfg.final_decision == "bayes":
+        from .posterior import estimate_transition
+        transition = estimate_transition(meta_y_np, meta_noisy_labels, C, cfg.transition_smoothing)
+        transition = torch.as_tensor(transition, dtype=torch.float32, device=dev)
+
+    # labels of all views, rows x V x C, initialised from the one-hot given labels
+    labels = torch.nn.functional.one_hot(given, C).float().unsqueeze(1).repeat(1, V, 1)
+    flat = labels.view(N, V * C)
+    adam = RowAdam(N, V * C, cfg.label_lr, cfg.label_betas, cfg.label_weight_decay, device=dev)
+    eac = AuxiliaryClassifier(d, C, V, cfg, generator, device=dev) if cfg.eac else None
+    start_epoch, history = 0, []
+    if checkpoint is not None:
+        labels.copy_(checkpoint["labels"].to(dev))
+        adam.load_state_dict({k: v.to(dev) for k, v in checkpoint["adam"].items()})
+        if eac is not None:
+            eac.load_state_dict(checkpoint["eac"])
+        start_epoch, history = int(checkpoint["epoch"]) + 1, list(checkpoint["history"])
+    timings = {"setup": time.perf_counter() - t0, "ipc": 0.0, "eac": 0.0, "final": 0.0}
+    balance = slice(0, cfg.balance_rows) if cfg.balance_rows > 0 else slice(None)
+    eac_meta = (meta_X, meta_y) if cfg.eac_meta_weight else None
+
+    def state():
+        return {"epoch": epoch, "labels": labels.cpu().clone(), "history": list(history),
+                "adam": {k: v.cpu().clone() for k, v in adam.state_dict().items()},
+                "eac": None if eac is None else eac.state_dict()}
+
+    # --- the loop --------------------------------------------------------------------------
+    bar = tqdm(range(start_epoch, cfg.epochs), desc="DMLP", unit="epoch", disable=not progress,
+               initial=start_epoch, total=cfg.epochs, leave=False)
+    for epoch in bar:
+        visit = np.random.default_rng([cfg.seed, epoch]).permutation(len(batches))
+        if eac is not None:
+            eac.set_epoch(epoch)
+        epoch_loss = 0.0
+        for k in visit:
+            rows = batches[k]
+            X_B = store.batch(k)
+            t = time.perf_counter()
+            loss, grad = label_gradient(flat[rows], X_B, factors[k], meta_X, meta_onehot, V, cfg, balance)
+            adam.step(flat, rows, grad)
+            epoch_loss += float(loss)
+            t2 = time.perf_counter()
+            if eac is not None:
+                if cfg.eac_forward_correction:
+                    targets = given[rows].unsqueeze(0).expand(V, -1)
+                else:
+                    targets = labels[rows].argmax(-1).T
+                eac.step(X_B, targets, transition if cfg.eac_forward_correction else None, eac_meta)
+            timings["ipc"] += t2 - t
+            timings["eac"] += time.perf_counter() - t2
+        if eac is not None and cfg.relabel_every and (epoch + 1) % cfg.relabel_every == 0:
+            t = time.perf_counter()
+            for rows in batches:
+                exchange(labels[rows], eac.predict_proba(store.rows(rows)), cfg.relabel_momentum)
+            timings["eac"] += time.perf_counter() - t
+        record = {"epoch": epoch + 1, "meta_loss": epoch_loss / len(batches)}
+        if truth is not None:
+            current = label_distribution(labels).mean(1).argmax(-1)
+            record["label_accuracy"] = float((current == truth).float().mean())
+            bar.set_postfix(acc=f"{record['label_accuracy']:.4f}")
+        history.append(record)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, state)
+    bar.close()
+
+    # --- final labels ----------------------------------------------------------------------
+    t = time.perf_counter()
+    soft = label_distribution(labels).mean(1)                   # N x C, batch order
+    notes = []
+    if cfg.final_decision == "bayes":
+        from .posterior import bayes_posterior
+        eac_prob = None
+        if eac is not None:
+            eac_prob = torch.cat([eac.predict_proba(store.rows(r)).mean(0) for r in batches])
+        soft, notes = bayes_posterior(soft, eac_prob, given, transition, store, batches, cfg,
+                                      meta=(meta_X, meta_y))
+    timings["final"] = time.perf_counter() - t
+    inverse = np.empty(N, dtype=np.int64)
+    inverse[order] = np.arange(N)
+    soft_np = soft.float().cpu().numpy()[inverse]
+    soft_np /= soft_np.sum(1, keepdims=True)
+    purified = soft_np.argmax(1).astype(np.int64)
+    quality = soft_np[np.arange(N), noisy_np].astype(np.float32)
+    timings["total"] = time.perf_counter() - t0
+    return PurifyResult(
+        labels=purified, soft_labels=soft_np.astype(np.float32), label_quality=quality,
+        n_changed=int((purified != noisy_np).sum()), history=history, timings=timings,
+        eac_weight=None if eac is None else eac.weight.detach().cpu().numpy(),
+        eac_bias=None if eac is None else eac.bias.detach().cpu().numpy(),
+        n_views=V, device=str(dev), notes=notes)

@@ -1,0 +1,159 @@
+"""Noise-file export for DivideMix / C2D (dmlp.export, scripts/export_labels.py)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dmlp.errors import InputError
+from dmlp.export import export_noise_files, noise_file_name, read_noise_file
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "export_labels.py"
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_cli_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def dividemix_noise_file(data_path, r, noise_mode):
+    return '%s/%.1f_%s.json' % (data_path, r, noise_mode)  # Train_cifar.py
+
+
+def c2d_noise_file(data_path, r, noise_mode):
+    return '%s/%.2f_%s.json' % (data_path, r, noise_mode)  # main_cifar.py
+
+
+@pytest.mark.parametrize("r", [0.2, 0.5, 0.8, 0.9, 0.4, 0.0, 1.0])
+@pytest.mark.parametrize("mode", ["sym", "asym"])
+def test_names_match_consumers(tmp_path, r, mode):
+    labels = np.arange(20) % 10
+    written = export_noise_files(labels, tmp_path, r, mode, formats=["dividemix", "c2d"])
+    assert [str(p) for p in written] == [dividemix_noise_file(tmp_path, r, mode), c2d_noise_file(tmp_path, r, mode)]
+    for p in written:
+        assert json.loads(Path(p).read_text()) == labels.tolist()
+    assert noise_file_name(r, mode, "dividemix") == Path(dividemix_noise_file(tmp_path, r, mode)).name
+    assert noise_file_name(r, mode, "c2d") == Path(c2d_noise_file(tmp_path, r, mode)).name
+
+
+def test_roundtrip_and_no_silent_overwrite(tmp_path):
+    labels = np.random.default_rng(0).integers(0, 10, 100)
+    (path,) = export_noise_files(labels, tmp_path, 0.5, "sym", formats=["dividemix"])
+    assert path.name == "0.5_sym.json"
+    assert np.array_equal(read_noise_file(path, n_rows=100, n_classes=10), labels)
+    with pytest.raises(InputError, match="already exists"):
+        export_noise_files(labels[::-1], tmp_path, 0.5, "sym", formats=["dividemix"])
+    assert np.array_equal(read_noise_file(path), labels)
+    export_noise_files(labels[::-1], tmp_path, 0.5, "sym", formats=["dividemix"], overwrite=True)
+    assert np.array_equal(read_noise_file(path), labels[::-1])
+
+
+def test_read_noise_file_validation(tmp_path):
+    p = tmp_path / "f.json"
+    p.write_text(json.dumps([0, 1, 2]))
+    with pytest.raises(InputError, match="3 rows"):
+        read_noise_file(p, n_rows=4)
+    with pytest.raises(InputError, match="out of range"):
+        read_noise_file(p, n_classes=2)
+    p.write_text(json.dumps({"a": 1}))
+    with pytest.raises(InputError, match="list of integers"):
+        read_noise_file(p)
+    p.write_text(json.dumps([0, 1.5]))
+    with pytest.raises(InputError, match="list of integers"):
+        read_noise_file(p)
+
+
+@pytest.fixture()
+def labels_npy(tmp_path):
+    labels = np.random.default_rng(1).integers(0, 10, 50)
+    path = tmp_path / "purified_labels.npy"
+    np.save(path, labels)
+    return path, labels
+
+
+def test_cli_both(tmp_path, labels_npy):
+    path, labels = labels_npy
+    correct = tmp_path / "correctlabels.npy"
+    np.save(correct, labels)
+    data = tmp_path / "cifar-10-batches-py"
+    proc = run_script("--labels", path, "--data-path", data, "--r", 0.5, "--noise-mode", "sym",
+                      "--format", "both", "--correct-labels", correct, "--n-classes", 10)
+    assert proc.returncode == 0, proc.stderr
+    assert "100.00%" in proc.stdout
+    for name in ("0.5_sym.json", "0.50_sym.json"):
+        assert json.loads((data / name).read_text()) == labels.tolist()
+    assert sorted(p.name for p in data.iterdir()) == ["0.50_sym.json", "0.5_sym.json"]
+
+
+def test_cli_single_format_and_soft_labels(tmp_path):
+    scores = np.random.default_rng(2).random((30, 10)).astype(np.float32)
+    path = tmp_path / "soft.npy"
+    np.save(path, scores)
+    proc = run_script("--labels", path, "--data-path", tmp_path / "d", "--r", 0.8, "--noise-mode", "asym",
+                      "--format", "c2d")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "d" / "0.80_asym.json").read_text()) == scores.argmax(1).tolist()
+    assert not (tmp_path / "d" / "0.8_asym.json").exists()
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--format", "mixmatch"], "--format"),
+    (["--r", "1.5"], "--r"),
+    (["--r", "x"], "--r"),
+    (["--n-classes", "5"], "out of range"),
+    (["--bogus"], "--bogus"),
+])
+def test_cli_bad_arguments(tmp_path, labels_npy, extra, needle):
+    path, _ = labels_npy
+    args = {"--labels": path, "--data-path": tmp_path / "d", "--r": "0.5", "--noise-mode": "sym"}
+    for flag, value in zip(extra[::2], extra[1::2] or [None]):
+        args[flag] = value
+    argv = [x for kv in args.items() for x in kv if x is not None]
+    assert_cli_error(run_script(*argv), needle)
+    assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
+
+
+def test_cli_missing_and_wrong_length(tmp_path, labels_npy):
+    path, labels = labels_npy
+    assert_cli_error(run_script("--labels", tmp_path / "none.npy", "--data-path", tmp_path / "d", "--r", 0.5,
+                                "--noise-mode", "sym"), "not found")
+    correct = tmp_path / "correctlabels.npy"
+    np.save(correct, np.zeros(51, np.int64))
+    assert_cli_error(run_script("--labels", path, "--data-path", tmp_path / "d", "--r", 0.5, "--noise-mode", "sym",
+                                "--correct-labels", correct), "50 rows")
+    assert not (tmp_path / "d").exists()
+
+
+def test_cli_refuses_overwrite(tmp_path, labels_npy):
+    path, _ = labels_npy
+    data = tmp_path / "d"
+    data.mkdir()
+    original = data / "0.5_sym.json"
+    original.write_text("[1, 2, 3]")
+    assert_cli_error(run_script("--labels", path, "--data-path", data, "--r", 0.5, "--noise-mode", "sym",
+                                "--format", "dividemix"), "--overwrite")
+    assert original.read_text() == "[1, 2, 3]"
+    proc = run_script("--labels", path, "--data-path", data, "--r", 0.5, "--noise-mode", "sym",
+                      "--format", "dividemix", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_cli_help():
+    proc = run_script("--help")
+    assert proc.returncode == 0
+    for flag in ("--labels", "--data-path", "--r", "--noise-mode", "--format", "--overwrite"):
+        assert flag in proc.stdout

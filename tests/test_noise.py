@@ -1,0 +1,276 @@
+"""Synthetic noise (dmlp.noise) and the make_noisy_labels CLI."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dmlp.errors import InputError
+from dmlp.noise import (CIFAR10_ASYM, CIFAR100_COARSE, cifar100_asym_transition, make_noisy_labels,
+                        noise_report)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "cifar10-effnet-lite2"
+SCRIPT = ROOT / "scripts" / "make_noisy_labels.py"
+
+
+@pytest.fixture(scope="module")
+def cifar10_labels():
+    path = SHARED / "correctlabels.npy"
+    if not path.exists():
+        pytest.skip(f"shared data not available ({path})")
+    return np.load(path)
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def assert_cli_error(proc, *needles):
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture()
+def src(tmp_path):
+    """A small source folder in the authors' layout (400 rows, 10 classes)."""
+    d = tmp_path / "src"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(d / "trainfeatures.npy", rng.standard_normal((400, 4)).astype(np.float16))
+    np.save(d / "correctlabels.npy", rng.integers(0, 10, 400))
+    np.save(d / "testfeatures.npy", rng.standard_normal((20, 4)).astype(np.float16))
+    np.save(d / "testlabels.npy", rng.integers(0, 10, 20))
+    return d
+
+
+def dividemix_reference(train_label, r, noise_mode, seed, dataset="cifar10"):
+    """DivideMix's own rule (dataloader_cifar.py), as it writes it, after random.seed(seed)."""
+    random.seed(seed)
+    transition = {0: 0, 2: 0, 4: 7, 7: 7, 1: 1, 9: 1, 3: 5, 5: 3, 6: 6, 8: 8}
+    n = len(train_label)
+    noise_label = []
+    idx = list(range(n))
+    random.shuffle(idx)
+    num_noise = int(r * n)
+    noise_idx = idx[:num_noise]
+    for i in range(n):
+        if i in noise_idx:
+            if noise_mode == 'sym':
+                if dataset == 'cifar10':
+                    noiselabel = random.randint(0, 9)
+                elif dataset == 'cifar100':
+                    noiselabel = random.randint(0, 99)
+                noise_label.append(noiselabel)
+            elif noise_mode == 'asym':
+                noiselabel = transition[train_label[i]]
+                noise_label.append(noiselabel)
+        else:
+            noise_label.append(train_label[i])
+    return noise_label
+
+
+# --- the noise model ---------------------------------------------------------------------------
+
+def test_sym_measured_rate_on_cifar10(cifar10_labels):
+    noisy = make_noisy_labels(cifar10_labels, "sym", 0.5, seed=1)
+    rate = float((noisy != cifar10_labels).mean())
+    assert abs(rate - 0.45) < 0.01  # r * 9/10: the true class can be drawn
+
+
+def test_asym_measured_rate_and_pairs(cifar10_labels):
+    noisy = make_noisy_labels(cifar10_labels, "asym", 0.4, seed=1)
+    changed = noisy != cifar10_labels
+    assert abs(changed.mean() - 0.2) < 0.01  # only 5 of 10 classes flip
+    pairs = set(zip(cifar10_labels[changed].tolist(), noisy[changed].tolist()))
+    assert pairs == {(9, 1), (2, 0), (4, 7), (3, 5), (5, 3)}
+    assert CIFAR10_ASYM == {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+
+
+def test_seed_determinism_and_difference(cifar10_labels):
+    y = cifar10_labels[:5000]
+    a = make_noisy_labels(y, "sym", 0.5, seed=7)
+    b = make_noisy_labels(y, "sym", 0.5, seed=7)
+    c = make_noisy_labels(y, "sym", 0.5, seed=8)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("mode", ["sym", "asym"])
+def test_matches_dividemix_reference(mode):
+    y = np.random.default_rng(3).integers(0, 10, 2000)
+    ours = make_noisy_labels(y, mode, 0.5, seed=123)
+    ref = dividemix_reference(y.tolist(), 0.5, mode, 123)
+    assert ours.tolist() == ref
+
+
+def test_cifar100_sym_matches_reference():
+    y = np.random.default_rng(4).integers(0, 100, 1500)
+    assert make_noisy_labels(y, "sym", 0.8, seed=5, dataset="cifar100").tolist() == \
+        dividemix_reference(y.tolist(), 0.8, "sym", 5, dataset="cifar100")
+
+
+def test_exclude_true_never_keeps_true_class():
+    y = np.random.default_rng(5).integers(0, 10, 3000)
+    noisy = make_noisy_labels(y, "sym", 0.6, seed=2, exclude_true=True)
+    # Exactly the selected rows change, every one of them to another class.
+    assert (noisy != y).sum() == int(0.6 * 3000)
+    idx = list(range(3000))
+    random.Random(2).shuffle(idx)
+    selected = np.array(idx[:int(0.6 * 3000)])
+    assert np.all(noisy[selected] != y[selected])
+    assert set(np.unique(noisy[selected])) == set(range(10))
+
+
+def test_cifar100_superclass_mapping():
+    # Standard fine -> coarse table of CIFAR-100 (e.g. 0 apple -> 4 fruit_and_vegetables,
+    # 4 beaver -> 0 aquatic_mammals, 99 worm -> 13 non-insect_invertebrates).
+    known = [4, 1, 14, 8, 0, 6, 7, 7, 18, 3, 3, 14, 9, 18, 7, 11, 3, 9, 7, 11, 6, 11, 5, 10, 7, 6,
+             13, 15, 3, 15, 0, 11, 1, 10, 12, 14, 16, 9, 11, 5, 5, 19, 8, 8, 15, 13, 14, 17, 18, 10,
+             16, 4, 17, 4, 2, 0, 17, 4, 18, 17, 10, 3, 2, 12, 12, 16, 12, 1, 9, 19, 2, 10, 0, 1, 16,
+             12, 9, 13, 15, 13, 16, 19, 2, 4, 6, 19, 5, 5, 8, 19, 18, 1, 2, 15, 6, 0, 17, 8, 14, 13]
+    assert list(CIFAR100_COARSE) == known
+    t = cifar100_asym_transition()
+    assert sorted(t) == list(range(100)) and sorted(t.values()) == list(range(100))
+    for f, g in t.items():
+        assert f != g and CIFAR100_COARSE[f] == CIFAR100_COARSE[g]
+    assert [t[4], t[30], t[55], t[72], t[95]] == [30, 55, 72, 95, 4]  # aquatic mammals, cyclic
+
+
+def test_cifar100_asym_rate():
+    y = np.repeat(np.arange(100), 20)
+    noisy = make_noisy_labels(y, "asym", 0.4, seed=0, dataset="cifar100")
+    assert (noisy != y).sum() == int(0.4 * 2000)  # every class flips
+
+
+def test_bad_arguments():
+    y = np.zeros(10, dtype=np.int64)
+    with pytest.raises(InputError, match="unknown noise mode"):
+        make_noisy_labels(y, "pair", 0.2, 0)
+    for r in (-0.1, 1.5, float("nan")):
+        with pytest.raises(InputError, match=r"\[0, 1\]"):
+            make_noisy_labels(y, "sym", r, 0)
+    with pytest.raises(InputError, match="asymmetric"):
+        make_noisy_labels(y, "asym", 0.2, 0, dataset="svhn", n_classes=10)
+    with pytest.raises(InputError, match="out of range"):
+        make_noisy_labels(np.array([0, 10]), "sym", 0.2, 0)
+
+
+def test_noise_report():
+    true = np.array([0, 1, 2, 2])
+    noisy = np.array([0, 2, 2, 1])
+    rep = noise_report(true, noisy, 3)
+    assert rep["measured_noise_rate"] == 0.5 and rep["n_noisy"] == 2
+    assert rep["confusion"] == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
+    json.dumps(rep)  # JSON-ready
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+def test_cli_builds_folder(src, tmp_path):
+    out = tmp_path / "out"
+    proc = run_script("--features-dir", src, "--mode", "sym", "--rate", 0.5, "--seed", 3, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    correct = np.load(src / "correctlabels.npy")
+    labels = np.load(out / "trainlabels.npy")
+    assert labels.tolist() == make_noisy_labels(correct, "sym", 0.5, 3).tolist()
+    assert json.loads((out / "noise_file.json").read_text()) == labels.tolist()
+    meta = json.loads((out / "noise.json").read_text())
+    assert meta["mode"] == "sym" and meta["rate"] == 0.5 and meta["seed"] == 3
+    assert meta["dataset"] == "cifar10"
+    assert meta["measured_noise_rate"] == pytest.approx(float((labels != correct).mean()))
+    assert len(meta["confusion"]) == 10
+    for name in ("trainfeatures.npy", "correctlabels.npy", "testfeatures.npy", "testlabels.npy"):
+        assert (out / name).resolve() == (src / name).resolve()
+        if (out / name).is_symlink():
+            assert Path(os.readlink(out / name)).is_absolute()
+    # Rerunning over the same output replaces it (links included) without touching the source.
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    proc = run_script("--features-dir", src, "--mode", "asym", "--rate", 0.4, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before
+
+
+def test_cli_optional_files_absent(src, tmp_path):
+    (src / "testfeatures.npy").unlink()
+    (src / "testlabels.npy").unlink()
+    proc = run_script("--features-dir", src, "--mode", "sym", "--rate", 0.2, "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "o" / "testfeatures.npy").exists()
+
+
+def test_cli_from_noise_file_roundtrip(src, tmp_path):
+    correct = np.load(src / "correctlabels.npy")
+    noise_file = tmp_path / "0.5_sym.json"
+    ref = dividemix_reference(correct.tolist(), 0.5, "sym", 11)
+    json.dump(ref, open(noise_file, "w"))  # as DivideMix writes it
+    out = tmp_path / "out"
+    proc = run_script("--features-dir", src, "--from-noise-file", noise_file, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(out / "trainlabels.npy").tolist() == ref
+    assert json.loads((out / "noise_file.json").read_text()) == ref
+    assert json.loads((out / "noise.json").read_text())["source"] == "noise-file"
+
+
+def test_cli_refuses_source_as_output(src):
+    before = (src / "correctlabels.npy").read_bytes()
+    proc = run_script("--features-dir", src, "--mode", "sym", "--rate", 0.5, "--out", src)
+    assert_cli_error(proc, "--out")
+    assert not (src / "trainlabels.npy").exists()
+    assert (src / "correctlabels.npy").read_bytes() == before
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--mode", "pair", "--rate", "0.5"], "--mode"),
+    (["--mode", "sym", "--rate", "1.5"], "--rate"),
+    (["--mode", "sym", "--rate", "-0.1"], "--rate"),
+    (["--mode", "sym", "--rate", "abc"], "--rate"),
+    (["--mode", "asym", "--rate", "0.4", "--dataset", "svhn"], "--dataset"),
+    (["--rate", "0.4"], "--mode"),
+    (["--mode", "sym", "--rate", "0.5", "--bogus"], "--bogus"),
+])
+def test_cli_bad_arguments(src, tmp_path, args, needle):
+    assert_cli_error(run_script("--features-dir", src, "--out", tmp_path / "o", *args), needle)
+    assert not (tmp_path / "o" / "trainlabels.npy").exists()
+
+
+def test_cli_missing_files(src, tmp_path):
+    assert_cli_error(run_script("--features-dir", tmp_path / "nope", "--mode", "sym", "--rate", 0.5,
+                                "--out", tmp_path / "o"), "--features-dir")
+    assert_cli_error(run_script("--features-dir", src, "--from-noise-file", tmp_path / "missing.json",
+                                "--out", tmp_path / "o"), "--from-noise-file")
+    (src / "correctlabels.npy").unlink()
+    assert_cli_error(run_script("--features-dir", src, "--mode", "sym", "--rate", 0.5,
+                                "--out", tmp_path / "o"), "correctlabels.npy")
+
+
+def test_cli_noise_file_wrong_length_or_range(src, tmp_path):
+    bad = tmp_path / "bad.json"
+    json.dump([0] * 399, open(bad, "w"))
+    assert_cli_error(run_script("--features-dir", src, "--from-noise-file", bad, "--out", tmp_path / "o"),
+                     "399")
+    json.dump([0] * 399 + [10], open(bad, "w"))
+    assert_cli_error(run_script("--features-dir", src, "--from-noise-file", bad, "--out", tmp_path / "o"),
+                     "out of range")
+    bad.write_text("{not json")
+    assert_cli_error(run_script("--features-dir", src, "--from-noise-file", bad, "--out", tmp_path / "o"),
+                     "JSON")
+
+
+def test_cli_help():
+    proc = run_script("--help")
+    assert proc.returncode == 0
+    for flag in ("--features-dir", "--mode", "--rate", "--seed", "--out", "--dataset", "--exclude-true",
+                 "--cifar-n", "--noise-type", "--from-noise-file"):
+        assert flag in proc.stdout

@@ -1,0 +1,106 @@
+"""The sweep table (dmlp.sweep_table) and scripts/sweep.sh, with a stand-in for DMLP.py."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dmlp.sweep_table import collect_row, to_csv, to_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FAKE_DMLP = '''
+import argparse, json, os
+import numpy as np
+p = argparse.ArgumentParser()
+p.add_argument("--data"); p.add_argument("--out"); p.add_argument("--config")
+a = p.parse_args()
+y = np.load(os.path.join(a.data, "trainlabels.npy"))
+t = np.load(os.path.join(a.data, "correctlabels.npy"))
+os.makedirs(a.out, exist_ok=True)
+json.dump({"n_train": int(len(y)), "n_meta": 10, "n_changed": 40, "seconds": 2.25,
+           "label_accuracy_before": float((y == t).mean()), "label_accuracy_after": 0.95,
+           "config": a.config}, open(os.path.join(a.out, "summary.json"), "w"))
+'''
+
+
+def _fake_run(tmp_path, name, noise, summary):
+    data, run = tmp_path / "data" / name, tmp_path / "runs" / name
+    data.mkdir(parents=True)
+    (data / "noise.json").write_text(json.dumps(noise))
+    if summary is not None:
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps(summary))
+    return data, run
+
+
+SUMMARY = {"n_train": 50000, "n_meta": 1000, "n_changed": 20000, "seconds": 12.5,
+           "label_accuracy_before": 0.55, "label_accuracy_after": 0.93}
+
+
+def test_table_from_fake_summaries(tmp_path):
+    rows = [
+        collect_row("a", *_fake_run(tmp_path, "a", {"mode": "sym", "rate": 0.5, "seed": 1,
+                                                    "measured_noise_rate": 0.45}, SUMMARY)),
+        collect_row("b", *_fake_run(tmp_path, "b", {"mode": "asym", "rate": 0.4, "seed": 1,
+                                                    "measured_noise_rate": 0.2}, None)),
+    ]
+    md = to_markdown(rows)
+    lines = md.strip().splitlines()
+    assert lines[0] == "| setting | measured noise | label accuracy before → after | changed | seconds |"
+    assert lines[2] == "| sym 50% (seed 1) | 45.00% | 55.00% → 93.00% | 20000 (40.0%) | 12.5 |"
+    assert lines[3].startswith("| asym 40% (seed 1) | 20.00% | failed")
+    table = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    assert table[0]["label_accuracy_after"] == "0.93" and table[0]["status"] == "ok"
+    assert table[1]["status"] == "failed" and table[1]["seconds"] == ""
+
+
+def test_cli_table(tmp_path):
+    data, run = _fake_run(tmp_path, "s", {"mode": "sym", "rate": 0.2, "seed": 3, "measured_noise_rate": 0.18},
+                          SUMMARY)
+    proc = subprocess.run([sys.executable, "-m", "dmlp.sweep_table", "--out-md", str(tmp_path / "t.md"),
+                           "--out-csv", str(tmp_path / "t.csv"), f"s={data}:{run}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "sym 20% (seed 3)" in (tmp_path / "t.md").read_text()
+    bad = subprocess.run([sys.executable, "-m", "dmlp.sweep_table", "--out-md", str(tmp_path / "t.md"),
+                          "--out-csv", str(tmp_path / "t.csv"), "no-spec"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and len(bad.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_sweep_sh_with_fake_dmlp(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(src / "trainfeatures.npy", rng.standard_normal((300, 4)).astype(np.float32))
+    np.save(src / "correctlabels.npy", rng.integers(0, 10, 300))
+    fake = tmp_path / "fake_dmlp.py"
+    fake.write_text(FAKE_DMLP)
+    env = dict(os.environ, SYM_RATES="0.5", ASYM_RATES="0.4", SEEDS="7", DMLP=str(fake), PYTHON=sys.executable)
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "sweep.sh"), str(src), str(tmp_path / "work"),
+                           "--config", "paper"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = list(csv.DictReader(open(tmp_path / "work" / "sweep.csv")))
+    assert [r["setting"] for r in table] == ["sym 50% (seed 7)", "asym 40% (seed 7)"]
+    for r in table:
+        assert float(r["measured_noise"]) == pytest.approx(1 - float(r["label_accuracy_before"]))
+    summary = json.loads((tmp_path / "work" / "runs" / "sym_0.50_s7" / "summary.json").read_text())
+    assert summary["config"] == "paper"  # extra args reach DMLP.py
+    md = (tmp_path / "work" / "sweep.md").read_text()
+    assert "→ 95.00%" in md
+
+
+def test_sweep_sh_usage_error():
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "sweep.sh")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ")
