@@ -463,8 +463,8 @@ def make_clothing_like(folder, n: int, d: int, n_meta: int, n_test: int, *, seed
     folder = Path(folder)
     spec = {"n": n, "d": d, "meta": n_meta, "test": n_test, "seed": seed, "noise": noise, "version": 1}
     stamp = folder / "spec.json"
-    if stamp.exists() and json.loads(stamp.read_text()) == spec:
-        return spec
+    if stamp.exists() and json.loads(stamp.read_text()) == spec and (folder / "noise.json").exists():
+        return {**spec, **json.loads((folder / "noise.json").read_text())}
     folder.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
     C = 14
@@ -854,10 +854,13 @@ def main(argv=None) -> int:
     if speed_rows:
         emit("## Speed and scale")
         emit(speed_table(speed_rows))
-        text = ("cifar10: the CIFAR-10 sym50 full run (all non-meta rows) with PurifyResult.timings "
+        text = ("" if not speed else "cifar10: the CIFAR-10 sym50 full run (all non-meta rows) with PurifyResult.timings "
                 "(setup = I/O, partition, Gram factorisations; IPC; EAC; final decision); goal ≤ 10 s total. "
                 "s / epoch = (IPC + EAC) / epochs. peak RSS: RSS increase during the run (in-process rows) "
                 "or the subprocess's own ru_maxrss (clothing1m-scale rows).")
+        if device != "cpu":
+            text += (" On a GPU the IPC/EAC split is approximate (kernels run asynchronously; each "
+                     "batch's loss read synchronises).")
         if slopes:
             sp = slopes["spec"]
             text += (f" clothing1m-scale: `DMLP.py --config clothing1m[_paper] --quiet` in a subprocess on "

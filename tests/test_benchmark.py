@@ -1,0 +1,130 @@
+"""Smoke test of the benchmark (``scripts/benchmark.py --quick``) on a small synthetic data folder.
+
+Checks only that the Markdown and CSV files are produced with the expected rows and columns;
+no timing or accuracy assertions.
+"""
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dmlp import benchmark as bm
+from dmlp.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cifar_like(folder: Path, n=2500, n_test=400, d=32, c=10, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(c, d)) * 1.2
+    y, yt = rng.integers(0, c, n), rng.integers(0, c, n_test)
+    folder.mkdir()
+    np.save(folder / "trainfeatures.npy", (means[y] + rng.normal(size=(n, d))).astype(np.float16))
+    np.save(folder / "correctlabels.npy", y.astype(np.int64))
+    np.save(folder / "testfeatures.npy", (means[yt] + rng.normal(size=(n_test, d))).astype(np.float16))
+    np.save(folder / "testlabels.npy", yt.astype(np.int64))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    data = _cifar_like(tmp / "data")
+    out = tmp / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "benchmark.py"), "--quick", "--data", str(data),
+           "--out-dir", str(out), "--epochs", "2"]
+    # one thread: tiny torch ops on a shared, loaded machine are many times slower with several
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def _csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_quick_writes_markdown_and_csv(quick_run):
+    out, stdout = quick_run
+    md = (out / "benchmarks.md").read_text()
+    # the file holds the printed tables, not retyped ones
+    for title in ("## Quality: summary", "## Quality: all methods per setting",
+                  "## DMLP soft labels and label quality", "## Speed and scale"):
+        assert title in md and title in stdout
+    assert md.strip().splitlines()[5:12] == [l for l in stdout.strip().splitlines()[5:12]]
+    assert "Command: `python scripts/benchmark.py --quick" in md
+    assert "torch" in md and "cores" in md
+    header = next(l for l in md.splitlines() if l.startswith("| setting | noisy"))
+    for col, _ in bm.SUMMARY_COLUMNS:
+        assert f"| {col} |" in header
+    assert "target (DMLP default)" in header
+    summary_row = next(l for l in md.splitlines() if l.startswith("| sym50 | "))
+    assert "≥86" in summary_row and ("✓" in summary_row or "✗" in summary_row)
+
+
+def test_quick_quality_csv_rows(quick_run):
+    out, _ = quick_run
+    rows = _csv(out / "benchmark_quality.csv")
+    assert list(rows[0]) == bm.QUALITY_FIELDS
+    methods = [r["method"] for r in rows]
+    assert {r["setting"] for r in rows} == {"sym50"}
+    expected = [bm.NOISY, bm.DMLP_DEFAULT, bm.DMLP_PAPER, bm.DMLP_AUTO]
+    expected += [bm.BASELINE_NAMES[b] for b in bm.BASELINE_NAMES if b != "cleanlab_relabel"]
+    expected += [f"ablation: {name}" for name, _, _ in bm.ABLATIONS]
+    for m in expected:
+        assert m in methods, m
+    default = next(r for r in rows if r["method"] == bm.DMLP_DEFAULT)
+    assert default["seeds"] == "0,1" and default["label_accuracy_std"] not in ("", "nan")
+    for r in rows:
+        assert 0.0 <= float(r["label_accuracy"]) <= 1.0
+        assert 0.0 <= float(r["probe_test_accuracy"]) <= 1.0
+
+
+def test_quick_speed_csv_rows(quick_run):
+    out, _ = quick_run
+    rows = _csv(out / "benchmark_speed.csv")
+    assert list(rows[0]) == bm.SPEED_FIELDS
+    assert [(r["part"], r["config"]) for r in rows] == [("cifar10", "default"), ("cifar10", "paper")]
+    for r in rows:
+        assert float(r["total_s"]) > 0 and r["device"] == "cpu"
+
+
+def test_ablations_are_valid_overrides():
+    base = load_config("default")
+    names = [name for name, _, _ in bm.ABLATIONS]
+    assert len(names) == len(set(names))
+    for name, desc, over in bm.ABLATIONS:
+        assert desc and over
+        cfg = base.replace(**over)                       # unknown keys raise InputError
+        assert any(getattr(cfg, k) != getattr(base, k) for k in over), name
+
+
+def test_settings_parse():
+    assert bm.parse_setting("sym50") == ("sym", 0.5)
+    assert bm.parse_setting("asym40") == ("asym", 0.4)
+    with pytest.raises(bm.InputError):
+        bm.parse_setting("gauss10")
+
+
+def test_make_clothing_like_tiny(tmp_path):
+    spec = bm.make_clothing_like(tmp_path / "c", 1500, 24, 140, 100, seed=1)
+    f = np.load(tmp_path / "c" / "trainfeatures.npy", mmap_mode="r")
+    y = np.load(tmp_path / "c" / "correctlabels.npy")
+    noisy = np.load(tmp_path / "c" / "trainlabels.npy")
+    assert f.shape == (1500, 24) and f.dtype == np.float16
+    assert set(np.unique(np.load(tmp_path / "c" / "metalabels.npy"))) == set(range(14))
+    noise = json.loads((tmp_path / "c" / "noise.json").read_text())["measured_noise"]
+    assert 0.25 < noise < 0.5 and np.isclose(noise, (noisy != y).mean())
+    mtime = (tmp_path / "c" / "trainfeatures.npy").stat().st_mtime_ns
+    assert bm.make_clothing_like(tmp_path / "c", 1500, 24, 140, 100, seed=1) == spec   # reused
+    assert (tmp_path / "c" / "trainfeatures.npy").stat().st_mtime_ns == mtime
+
+
+def test_slope():
+    assert bm._slope([1, 10, 100], [2, 20, 200]) == pytest.approx(1.0)
