@@ -721,7 +721,8 @@ def plot_histories(histories: dict, path: Path, setting: str) -> Optional[str]:
             ax.plot([e["epoch"] for e in h], [100 * e["label_accuracy"] for e in h], label=method)
     ax.set_xlabel("epoch")
     ax.set_ylabel("label accuracy of the purified rows (%)")
-    ax.set_title(f"CIFAR-10 {setting}: label accuracy per epoch (before the final decision)")
+    ax.set_title(f"CIFAR-10 {setting}: label accuracy per epoch\n(views' labels, before the final decision)",
+                 fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
