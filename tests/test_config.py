@@ -39,9 +39,6 @@ def test_inherit_chain_from_files(tmp_path):
     assert cfg.relabel_every == load_config("paper").relabel_every
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (config.load_config): a config without 'name' takes "
-                   "the name of its base ('paper'), not its file stem, so runs/<name> and summary "
-                   "config_name collide with the base's")
 def test_name_defaults_to_file_stem_even_with_inherit(tmp_path):
     child = _write(tmp_path / "mytune.toml", 'inherit = "paper"\nepochs = 9\n')
     assert load_config(str(child)).name == "mytune"
@@ -54,8 +51,6 @@ def test_overrides_and_none_passthrough():
         load_config("paper", epochz=3)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (config._read_toml): a relative path in 'inherit' is "
-                   "resolved against the current directory, not the folder of the file that names it")
 def test_inherit_relative_path_is_relative_to_the_including_file(tmp_path, monkeypatch):
     _write(tmp_path / "base.toml", 'inherit = "paper"\nepochs = 7\n')
     child = _write(tmp_path / "child.toml", 'inherit = "base.toml"\n')
@@ -94,16 +89,12 @@ def test_wrong_types_are_refused(tmp_path, line):
         load_config(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (config._coerce): a string is accepted for a float key "
-                   "(float('1e-6') succeeds), unlike int keys which refuse strings")
 def test_string_for_float_key_is_refused(tmp_path):
     path = _write(tmp_path / "bad.toml", 'inherit = "paper"\nridge = "1e-6"\n')
     with pytest.raises(InputError, match="ridge"):
         load_config(str(path))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (config._coerce): label_betas of the wrong length is "
-                   "accepted and only fails later inside RowAdam (b1, b2 = betas)")
 def test_label_betas_must_have_two_values(tmp_path):
     path = _write(tmp_path / "bad.toml", 'inherit = "paper"\nlabel_betas = [0.5]\n')
     with pytest.raises(InputError, match="label_betas"):

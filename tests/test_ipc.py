@@ -10,7 +10,7 @@ import torch
 
 from dmlp.config import Config
 from dmlp.errors import InputError
-from dmlp.ipc import RowAdam, closed_form, factor_gram, label_gradient, meta_objective
+from dmlp.ipc import RowAdam, closed_form, factor_gram, label_gradient, meta_objective, meta_view_weights
 
 B, D, C, M, V = 40, 8, 3, 15, 2
 
@@ -26,6 +26,7 @@ def _problem(seed=0, dtype=torch.float64):
 
 
 # all three loss terms on, with distinct weights so a mixed-up term would show
+MW = meta_view_weights(M, V, cross_fit=False, seed=0, dtype=torch.float64)   # every view sees every meta row
 CFG = Config(meta_ce_weight=1.0, meta_mse_weight=0.3, meta_balance_weight=0.7, meta_mse_reduction="sum")
 
 
@@ -87,9 +88,6 @@ def test_factor_gram_rank_deficient_raises_ridge_and_warns(dtype, caplog):
     np.testing.assert_allclose((X @ W).double().numpy(), ref, atol=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (factor_gram): a singular Gram matrix whose Cholesky "
-                   "succeeds by round-off (tiny positive pivot) is accepted with lambda = 0; "
-                   "detection of rank deficiency depends on round-off luck")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_factor_gram_detects_generic_duplicated_columns(dtype):
     accepted = []
@@ -110,11 +108,13 @@ def test_factor_gram_all_zero_raises():
 
 # --- label gradient ------------------------------------------------------------------------
 
-def test_meta_objective_gradcheck_all_terms_two_views():
+@pytest.mark.parametrize("cross_fit", [False, True])
+def test_meta_objective_gradcheck_all_terms_two_views(cross_fit):
     X, Y, meta_X, meta_onehot = _problem(seed=3)
     L, _ = factor_gram(X, 1e-3)
     Y = Y.clone().requires_grad_(True)
-    fn = lambda Yb: meta_objective(Yb, X, L, meta_X, meta_onehot, V, CFG, slice(0, 25))
+    weights = meta_view_weights(M, V, cross_fit=cross_fit, seed=1, dtype=torch.float64)
+    fn = lambda Yb: meta_objective(Yb, X, L, meta_X, meta_onehot, weights, CFG, slice(0, 25))
     assert torch.autograd.gradcheck(fn, (Y,), eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
@@ -123,8 +123,8 @@ def test_label_gradient_matches_finite_differences_with_cached_factor(reduction)
     X, Y, meta_X, meta_onehot = _problem(seed=4)
     cfg = CFG.replace(meta_mse_reduction=reduction)
     L, _ = factor_gram(X, 1e-3)                                   # cached, reused for every evaluation
-    loss, grad = label_gradient(Y, X, L, meta_X, meta_onehot, V, cfg)
-    assert loss.item() == pytest.approx(meta_objective(Y, X, L, meta_X, meta_onehot, V, cfg).item())
+    loss, grad = label_gradient(Y, X, L, meta_X, meta_onehot, MW, cfg)
+    assert loss.item() == pytest.approx(meta_objective(Y, X, L, meta_X, meta_onehot, MW, cfg).item())
     h = 1e-6
     fd = torch.zeros_like(Y)
     for i in range(B):
@@ -132,8 +132,8 @@ def test_label_gradient_matches_finite_differences_with_cached_factor(reduction)
             Yp, Ym = Y.clone(), Y.clone()
             Yp[i, j] += h
             Ym[i, j] -= h
-            fd[i, j] = (meta_objective(Yp, X, L, meta_X, meta_onehot, V, cfg)
-                        - meta_objective(Ym, X, L, meta_X, meta_onehot, V, cfg)) / (2 * h)
+            fd[i, j] = (meta_objective(Yp, X, L, meta_X, meta_onehot, MW, cfg)
+                        - meta_objective(Ym, X, L, meta_X, meta_onehot, MW, cfg)) / (2 * h)
     torch.testing.assert_close(grad, fd, rtol=1e-5, atol=1e-7)
 
 
@@ -142,7 +142,7 @@ def test_label_gradient_mse_only_matches_closed_form_expression():
     X, Y, meta_X, meta_onehot = _problem(seed=5)
     cfg = Config(meta_ce_weight=0.0, meta_mse_weight=1.0, meta_balance_weight=0.0)
     L, lam = factor_gram(X, 1e-2)
-    _, grad = label_gradient(Y, X, L, meta_X, meta_onehot, V, cfg)
+    _, grad = label_gradient(Y, X, L, meta_X, meta_onehot, MW, cfg)
     A = X.T @ X + lam * torch.eye(D, dtype=X.dtype)
     W = torch.linalg.solve(A, X.T @ Y)
     G = 2 * (meta_X @ W - meta_onehot.repeat(1, V))
@@ -200,3 +200,10 @@ def test_row_adam_interleaved_batches_equal_independent_adams():
         refs[k].grad = (refs[k].detach() - target[blocks[k]]).clone()
         opts[k].step()
     torch.testing.assert_close(ours, torch.cat([r.detach() for r in refs]), rtol=1e-12, atol=1e-12)
+
+
+def test_meta_view_weights_cross_fit_gives_disjoint_folds():
+    w = meta_view_weights(11, 2, cross_fit=True, seed=0, dtype=torch.float64)
+    assert torch.allclose(w.sum(1), torch.ones(2, dtype=torch.float64))
+    assert not bool(((w[0] > 0) & (w[1] > 0)).any())          # a meta row is seen by one view only
+    assert bool(((w[0] > 0) | (w[1] > 0)).all())
