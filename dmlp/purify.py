@@ -213,7 +213,12 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         if eac is not None and cfg.relabel_every and (epoch + 1) % cfg.relabel_every == 0:
             t = time.perf_counter()
             for rows in batches:
-                exchange(labels[rows], eac.predict_proba(store.rows(rows)), cfg.relabel_momentum)
+                prediction = eac.predict_proba(store.rows(rows))            # V x b x C
+                if cfg.relabel_posterior and transition is not None:
+                    # the other view's posterior of the true class given x and the given label
+                    prediction = prediction * transition[:, given[rows]].T
+                    prediction = prediction / prediction.sum(-1, keepdim=True)
+                exchange(labels[rows], prediction, cfg.relabel_momentum)
             timings["eac"] += time.perf_counter() - t
         record = {"epoch": epoch + 1, "meta_loss": epoch_loss / len(batches)}
         if truth is not None:
