@@ -172,3 +172,37 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True) -> Datas
         raise InputError("trainlabels.npy: need at least 2 classes")
     return Dataset(folder, train, noisy, n_classes, true, test, test_labels, meta_f, meta_labels,
                    {k: v for k, v in files.items() if v.exists()})
+
+
+def gram_warning(features, batch_rows: int, ridge: float, name: str = "trainfeatures.npy",
+                 seed: int = 0) -> Optional[str]:
+    """A warning (or ``None``) when the Gram matrix ``X'X`` of a batch is (nearly) singular.
+
+    IPC solves ``(X'X + lambda I) W = X'Y`` per batch; duplicated, constant or otherwise
+    rank-deficient features (or batches with fewer rows than columns) make ``X'X`` singular.
+    The ridge term ``lambda`` keeps the solve defined, so this is not an error -- but the user
+    should know.  Checked on one batch-sized sample of the rows (seeded draw), with the Gram
+    matrix in float32 as IPC computes it and its spectrum in float64.  All-zero features are an
+    error: no ridge makes a closed form out of them.
+    """
+    n, d = features.shape
+    b = max(1, min(int(batch_rows), n))
+    rows = np.sort(np.random.default_rng(seed).choice(n, b, replace=False)) if b < n else np.arange(n)
+    X = np.empty((b, d), dtype=np.float32)
+    for start in range(0, b, 16384):
+        X[start:start + 16384] = np.asarray(features[rows[start:start + 16384]], dtype=np.float32)
+    G = (X.T @ X).astype(np.float64)
+    scale = float(np.trace(G)) / d
+    if not np.isfinite(scale) or scale <= 0:
+        raise InputError(f"{name}: the training features are all zero (the Gram matrix X'X is zero; "
+                         "no ridge term can make the closed form meaningful)")
+    eig = np.linalg.eigvalsh(G)
+    lam_min, lam_max = float(eig[0]), float(eig[-1])
+    if lam_min > max(10.0 * max(float(ridge), 0.0) * scale, 1e-5 * lam_max):
+        return None
+    rank = int((eig > 1e-5 * lam_max).sum())
+    why = (f"a batch has {b} rows, fewer than the {d} feature columns" if b < d else
+           f"numerical rank about {rank} of {d}: duplicated, constant or linearly dependent features?")
+    return (f"{name}: the Gram matrix X'X of a batch is singular or nearly singular ({why}); "
+            f"the ridge term (ridge = {ridge:g} x trace/d) keeps the closed-form solve defined, "
+            "but labels may be less well corrected")
