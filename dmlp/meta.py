@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import torch
 
-from .batches import gather_rows
 from .errors import InputError
 
 
@@ -70,6 +68,9 @@ def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: 
     never vouches for itself.  Score = the held-out prediction for the row's given label minus
     the best other class.
     """
+    import torch                                   # lazily: input validation runs without torch
+
+    from .batches import gather_rows
     n, d = features.shape
     order = np.random.default_rng(seed).permutation(n)
     halves = [order[: n // 2], order[n // 2:]]

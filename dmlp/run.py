@@ -138,6 +138,10 @@ def _make_out(out: Path) -> list:
     created.reverse()
     try:
         out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _remove_empty(created)
+        raise InputError(f"--out {out}: cannot create the output folder ({exc.strerror or exc})") from None
+    try:
         fd, probe = tempfile.mkstemp(prefix=".dmlp-write-test.", dir=out)
         os.close(fd)
         os.unlink(probe)
@@ -166,6 +170,7 @@ def _select_meta(args, cfg, data) -> MetaSet:
         if data.true_labels is None:
             raise InputError(f"{what}: needs correctlabels.npy in the data folder for the meta labels")
         source = f"rows from {args.meta_index}"
+        what += " (labels from correctlabels.npy)"
     elif args.meta == "auto":
         size = args.meta_size or max(cfg.n_classes or C, int(round(cfg.auto_meta_fraction * N)))
         idx = auto_meta_indices(data.train_features, data.noisy_labels, C, size, cfg.seed)
@@ -210,11 +215,11 @@ def main(argv=None) -> int:
     for flag, value in (("--epochs", cfg.epochs), ("--meta-size", args.meta_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
-    from .purify import purify, resolve_device
-    device = resolve_device(args.device)
     data_dir = Path(args.data) if args.data else (REPO_ROOT / cfg.data if not Path(cfg.data).is_absolute() else Path(cfg.data))
     data = load_dataset(data_dir, cfg.n_classes)
     meta = _select_meta(args, cfg, data)
+    from .purify import purify, resolve_device          # torch: only once the data are known good
+    device = resolve_device(args.device)
 
     N = data.train_features.shape[0]
     keep = np.ones(N, dtype=bool)
@@ -285,7 +290,7 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
             "label_quality_auc": roc_auc(-result.label_quality, given != truth),
         })
     if data.test_labels is not None and result.eac_weight is not None:
-        pred = np.concatenate([result.eac_predict_proba(data.test_features[s:s + 8192]).argmax(1)
+        pred = np.concatenate([result.eac_predict_proba(np.array(data.test_features[s:s + 8192], dtype=np.float32)).argmax(1)
                                for s in range(0, data.test_features.shape[0], 8192)])
         summary["test_accuracy"] = accuracy(pred, data.test_labels)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
