@@ -148,7 +148,17 @@ def _make_out(out: Path) -> list:
     except OSError as exc:
         _remove_empty(created)
         raise InputError(f"--out {out}: output folder is not writable ({exc.strerror or exc})") from None
+    _remove_stale_temporaries(out)
     return created
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of our own atomic writes left by a killed run (``.NAME.xxxx.tmp``)."""
+    for name in (*OUTPUT_FILES, CHECKPOINT):
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    for tmp in out.glob(".dmlp-write-test.*"):
+        tmp.unlink(missing_ok=True)
 
 
 def _remove_empty(created: list) -> None:

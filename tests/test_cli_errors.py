@@ -13,49 +13,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-N, D, C = 600, 16, 10
-BASE_ARGS = ["--epochs", "2", "--quiet"]
-BASE_CONFIG = 'inherit = "cifar10_sym20"\nname = "synthetic"\nmeta_size = 100\n'
-
-
-def run_dmlp(*args, timeout=300):
-    return subprocess.run([sys.executable, "DMLP.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def make_data(folder: Path, n=N, d=D, c=C, seed=0) -> Path:
-    """A valid data folder in the authors' layout (features carry some class signal)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    true = np.arange(n) % c
-    rng.shuffle(true)
-    centres = rng.normal(size=(c, d))
-    X = (centres[true] + rng.normal(size=(n, d))).astype(np.float32)
-    noisy = true.copy()
-    flip = rng.random(n) < 0.2
-    noisy[flip] = rng.integers(0, c, flip.sum())
-    np.save(folder / "trainfeatures.npy", X)
-    np.save(folder / "trainlabels.npy", noisy.astype(np.int64))
-    np.save(folder / "correctlabels.npy", true.astype(np.int64))
-    test_true = np.arange(100) % c
-    np.save(folder / "testfeatures.npy", (centres[test_true] + rng.normal(size=(100, d))).astype(np.float32))
-    np.save(folder / "testlabels.npy", test_true.astype(np.int64))
-    (folder.parent / "base.toml").write_text(BASE_CONFIG)   # 10 classes, 100 meta rows
-    return folder
-
-
-def base_args(data: Path, extra=()):
-    extra = list(map(str, extra))
-    config = [] if "--config" in extra else ["--config", data.parent / "base.toml"]
-    return ["--data", data, *config, *BASE_ARGS, *extra]
+from cli_helpers import C, D, N, assert_one_line_error, base_args, make_data, run_dmlp
 
 
 def _load(folder, name):
@@ -348,14 +312,6 @@ def run_case(mutate, tmp: Path):
     listing = sorted(p.name for p in data.iterdir()) if data.exists() else None
     proc = run_dmlp(*base_args(data, extra))
     return proc, data, out, listing
-
-
-def assert_one_line_error(proc, needle):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert needle in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("case_id,mutate,needle", CASES, ids=[c[0] for c in CASES])
