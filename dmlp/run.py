@@ -15,7 +15,7 @@ import numpy as np
 from . import io
 from .cli import ArgumentParser
 from .config import CONFIG_DIR, load_config
-from .data import gram_warning, load_dataset, load_npy
+from .data import gram_warning, load_dataset, load_npy, read_rows
 from .errors import InputError
 from .meta import MetaSet, auto_meta_indices, check_meta_indices, check_meta_labels, draw_meta_indices
 from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
@@ -183,7 +183,7 @@ def _select_meta(args, cfg, data) -> MetaSet:
         what += " (labels from correctlabels.npy)"
     elif args.meta == "auto":
         size = args.meta_size or max(cfg.n_classes or C, int(round(cfg.auto_meta_fraction * N)))
-        idx = auto_meta_indices(data.train_features, data.noisy_labels, C, size, cfg.seed)
+        idx = auto_meta_indices(_Subset(data.train_features, np.arange(N)), data.noisy_labels, C, size, cfg.seed)
         check_meta_labels(data.noisy_labels[idx], C, "--meta auto")
         return MetaSet(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
                        f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
@@ -213,7 +213,7 @@ def _select_meta(args, cfg, data) -> MetaSet:
 
 
 def _rows(features, idx):
-    return np.asarray(features[np.sort(idx)], dtype=np.float32)
+    return read_rows(features, np.sort(idx)).astype(np.float32, copy=False)
 
 
 def main(argv=None) -> int:
@@ -235,7 +235,7 @@ def main(argv=None) -> int:
     keep = np.ones(N, dtype=bool)
     keep[meta.indices] = False
     rows = np.nonzero(keep)[0]
-    features = data.train_features if len(meta.indices) == 0 else _Subset(data.train_features, rows)
+    features = _Subset(data.train_features, rows)        # reads only what is asked for
     truth = None if data.true_labels is None else data.true_labels[rows]
     n_batches = max(1, -(-len(rows) // max(1, cfg.batch_size)))
     gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed)
@@ -289,6 +289,7 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
         "meta_source": meta.source, "n_classes": int(C), "n_changed": int(result.n_changed),
         "device": result.device, "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
+        "features_in_ram": bool(len(rows) * data.train_features.shape[1] * 4 <= cfg.resident_limit_gb * 2 ** 30),
     }
     if truth is not None:
         given = data.noisy_labels[rows]
@@ -300,8 +301,11 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
             "label_quality_auc": roc_auc(-result.label_quality, given != truth),
         })
     if data.test_labels is not None and result.eac_weight is not None:
-        pred = np.concatenate([result.eac_predict_proba(np.array(data.test_features[s:s + 8192], dtype=np.float32)).argmax(1)
-                               for s in range(0, data.test_features.shape[0], 8192)])
+        pred = []
+        for s in range(0, data.test_features.shape[0], 8192):
+            block = read_rows(data.test_features, slice(s, s + 8192)).astype(np.float32)
+            pred.append(result.eac_predict_proba(block).argmax(1))
+        pred = np.concatenate(pred)
         summary["test_accuracy"] = accuracy(pred, data.test_labels)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
 
@@ -344,10 +348,10 @@ class _Subset:
         self.ndim, self.dtype = 2, array.dtype
 
     def __getitem__(self, idx):
-        return self.array[self.rows[idx]]
+        return read_rows(self.array, self.rows[idx])   # file reads: bounded memory when streaming
 
     def __array__(self, dtype=None, copy=None):
-        out = np.asarray(self.array[self.rows])
+        out = self[np.arange(len(self.rows))]
         return out if dtype is None else out.astype(dtype)
 
 

@@ -19,10 +19,10 @@ COMPARED = ("purified_labels.npy", "purified_soft_labels.npy", "label_quality.np
             "meta_indices.npy", "noise_file.json")
 
 # checkpoint every epoch; relabel every 2 epochs and the EAC lr decay at epoch 3 both fall
-# inside the 8 epochs, so every piece of state the loop carries is exercised across a resume
+# inside the 6 epochs, so every piece of state the loop carries is exercised across a resume
 RESUME_CONFIG = '''inherit = "cifar10_sym20"
 name = "resume_test"
-epochs = 8
+epochs = 6
 checkpoint_every = 1
 relabel_every = 2
 '''
@@ -84,7 +84,7 @@ def test_kill9_and_resume_match_uninterrupted_run(tmp_path):
     assert a["history"] == b["history"]                      # every epoch's loss and accuracy
     assert a["fingerprint"] == b["fingerprint"]
     assert a["output_sha256"] == b["output_sha256"]
-    assert len(a["history"]) == 8
+    assert len(a["history"]) == 6
     for out_dir in (full, broken):                           # finished: no checkpoint, no temp files
         names = sorted(p.name for p in out_dir.iterdir())
         assert names == sorted([*COMPARED, "summary.json"]), names
@@ -96,22 +96,18 @@ def test_kill9_and_resume_match_uninterrupted_run(tmp_path):
 
 
 def test_same_seed_same_bytes_and_resume_without_checkpoint(tmp_path):
-    """Two runs with the same data, config and seed give the same bytes; ``--resume`` into an
-    OUT with no checkpoint (killed before the first one) starts over, with a warning."""
+    """Two runs with the same data, config and seed give the same bytes -- the second one here
+    is a ``--resume`` into an OUT with no checkpoint (a run killed before its first one), which
+    starts over with a warning."""
     data = make_data(tmp_path / "data")
-    one, two, three = tmp_path / "one", tmp_path / "two", tmp_path / "three"
-    for out in (one, two):
-        proc = run_dmlp(*base_args(data), "--out", out)
-        assert proc.returncode == 0, proc.stderr
-    proc = run_dmlp(*base_args(data), "--out", three, "--resume")
+    one, two = tmp_path / "one", tmp_path / "two"
+    proc = run_dmlp(*base_args(data), "--out", one)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    proc = run_dmlp(*base_args(data), "--out", two, "--resume")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("warning: --resume:") and proc.stderr.count("\n") == 1, proc.stderr
     for name in COMPARED:
-        assert (one / name).read_bytes() == (two / name).read_bytes() == (three / name).read_bytes(), name
-    other_seed = tmp_path / "seed1"
-    proc = run_dmlp(*base_args(data), "--out", other_seed, "--seed", "1")
-    assert proc.returncode == 0, proc.stderr
-    assert (one / "meta_indices.npy").read_bytes() != (other_seed / "meta_indices.npy").read_bytes()
+        assert (one / name).read_bytes() == (two / name).read_bytes(), name
 
 
 def test_out_of_another_run_is_not_overwritten(tmp_path):
