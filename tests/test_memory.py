@@ -7,6 +7,10 @@ stay well below the float32 size of the features: a run that held them in RAM wo
 least that much (measured: ~300 MB with the features in RAM, ~110 MB streamed).  The label
 state (rows x views x classes, three copies) is inherent to the method; two classes keep it
 small so the features dominate.
+
+``graph_k = 0``: the default's kNN-graph step (dmlp/purify.py ``_bayes_decision``) gathers all
+feature rows into RAM by design, so it is switched off here; this test guards the streamed
+IPC/EAC path (FeatureStore + file reads), which must never hold the features whole.
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ def test_streamed_features_keep_rss_bounded(tmp_path):
     np.save(data / "correctlabels.npy", labels)
     config = tmp_path / "stream.toml"
     config.write_text('inherit = "cifar10_sym20"\nname = "stream"\nepochs = 1\nn_classes = 2\n'
-                      'resident_limit_gb = 0.01\n')
+                      'resident_limit_gb = 0.01\ngraph_k = 0\n')
     out = tmp_path / "out"
     argv = ["--config", str(config), "--data", str(data), "--out", str(out), "--quiet"]
     proc = subprocess.run([sys.executable, "-c", MEASURE.format(root=str(ROOT), argv=argv)], cwd=ROOT,
