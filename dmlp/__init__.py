@@ -5,7 +5,31 @@
 """
 from .config import Config, load_config
 from .errors import InputError
-from .purify import PurifyResult, purify
+import sys as _sys
+import types as _types
+
+
+class _Package(_types.ModuleType):
+    """``dmlp.purify`` / ``dmlp.PurifyResult`` are loaded on first use (they import torch), so
+    ``python DMLP.py`` can validate its inputs and report bad ones without the torch import.
+    ``dmlp.purify`` stays the function even when the submodule of the same name is imported."""
+
+    def __getattr__(self, name):
+        if name in ("purify", "PurifyResult"):
+            import importlib
+            module = importlib.import_module(".purify", __name__)
+            _types.ModuleType.__setattr__(self, "purify", module.purify)
+            _types.ModuleType.__setattr__(self, "PurifyResult", module.PurifyResult)
+            return getattr(module, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name == "purify" and isinstance(value, _types.ModuleType):
+            return          # the import system binding the submodule: keep the function name
+        super().__setattr__(name, value)
+
+
+_sys.modules[__name__].__class__ = _Package
 
 __all__ = ["Config", "InputError", "PurifyResult", "load_config", "purify"]
 __version__ = "0.1.0"

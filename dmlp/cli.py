@@ -1,19 +1,49 @@
-"""Shared plumbing for the command-line entry points (DMLP.py and scripts/)."""
+"""Shared plumbing for the command-line entry points (DMLP.py and scripts/).
+
+Every entry point runs its ``main`` through :func:`run_cli`, so a problem with the user's input
+(an :class:`~dmlp.errors.InputError`, or a bad flag caught by :class:`ArgumentParser`) prints
+exactly one line, ``error: <message>``, on stderr and exits with code 2 -- never a traceback.
+"""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .errors import InputError
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose errors are one line (``error: ...``) and exit code 2.
+
+    argparse prints the usage block plus the message on a bad flag; here the message is raised
+    as :class:`InputError` (with the program name) so :func:`run_cli` prints it like every other
+    input error.  ``--help`` is unchanged.
+    """
+
+    def error(self, message):
+        raise InputError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def run_cli(main, argv=None) -> int:
-    """Run ``main(argv)``; turn :class:`InputError` into one line on stderr and exit code 2."""
+    """Run ``main(argv)``; turn :class:`InputError` into one line on stderr and exit code 2.
+
+    An ``OSError`` that escapes (disk full, a file vanishing mid-run) is also reported in one
+    line, with exit code 1: it is an environment failure, not bad input.
+    """
     try:
         rc = main(argv)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
+        return 1
     return 0 if rc is None else int(rc)

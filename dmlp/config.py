@@ -54,8 +54,10 @@ class Config:
     eac_meta_weight: float = 0.0      # weight of cross-entropy on the clean meta rows in EAC
     relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)
     relabel_momentum: float = 0.5     # Y <- m * Y + (1 - m) * other view's EAC prediction
+    relabel_posterior: bool = False   # exchange the Bayes posterior p(c|x) T[c, given], not p(c|x)
 
     # --- additions of the default configuration (see docs/deviations.md) ------------------
+    cross_fit_meta: bool = False      # view v's meta losses use meta fold v only (out-of-fold checks)
     final_decision: str = "argmax"    # "argmax" of the views' labels, or "bayes" (see below)
     graph_k: int = 0                  # k of the cosine kNN graph (0 = no graph propagation)
     graph_power: float = 3.0
@@ -90,7 +92,12 @@ def _coerce(values: dict, source: str) -> dict:
         expected = type(getattr(defaults, key))
         try:
             if expected is tuple:
+                if isinstance(value, (str, bytes)) or any(
+                        isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+                    raise TypeError
                 value = tuple(float(v) for v in value)
+                if key == "label_betas" and (len(value) != 2 or not all(0 <= v < 1 for v in value)):
+                    raise InputError(f"{source}: config key 'label_betas' must be two numbers in [0, 1), got {list(value)}")
             elif expected is bool:
                 if not isinstance(value, bool):
                     raise TypeError
@@ -99,7 +106,7 @@ def _coerce(values: dict, source: str) -> dict:
                     raise TypeError
                 value = int(value)
             elif expected is float:
-                if isinstance(value, bool):
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise TypeError
                 value = float(value)
             elif expected is str:
@@ -138,7 +145,11 @@ def _read_toml(path: Path, seen: tuple = ()) -> dict:
     base = values.pop("inherit", None)
     if base is None:
         return values
-    merged = _read_toml(resolve_config_path(base), seen + (path.resolve(),))
+    base_path = Path(base)
+    if base_path.suffix == ".toml" and not base_path.is_absolute():
+        base_path = path.parent / base_path          # relative to the file that names it
+    merged = _read_toml(resolve_config_path(str(base_path)), seen + (path.resolve(),))
+    merged.pop("name", None)                         # a config's name is its own, never its base's
     merged.update(values)
     return merged
 

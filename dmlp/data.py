@@ -7,6 +7,8 @@ opened with ``mmap_mode='r'`` and never copied whole; nothing is ever loaded wit
 """
 from __future__ import annotations
 
+import mmap
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -53,8 +55,66 @@ def load_npy(path, *, what: Optional[str] = None, mmap: bool = True) -> np.ndarr
     return np.load(path, allow_pickle=False)
 
 
+def _file_backed(array) -> bool:
+    """A read-only, C-ordered memory map of a whole .npy file (what :func:`load_npy` returns)."""
+    return (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)
+            and getattr(array, "filename", None) is not None and array.flags.c_contiguous
+            and array.ndim >= 1)
+
+
+def read_rows(array, rows) -> np.ndarray:
+    """``array[rows]`` as an ordinary array; from a memory-mapped .npy, by plain file reads.
+
+    Indexing a memory map faults the pages it touches (and their neighbours: the kernel maps
+    up to 64 KB around each fault) into the process, where they count as resident memory until
+    unmapped -- reading random rows of a batch can map the whole file.  Reading with ``pread``
+    instead leaves them in the OS page cache only, so streaming features keeps the process's
+    memory bounded by the batch, whatever the size of the file.  ``rows`` is a slice or an
+    integer index array (any order, repeats allowed).
+    """
+    if isinstance(rows, slice):
+        rows = np.arange(*rows.indices(array.shape[0]))
+    rows = np.asarray(rows, dtype=np.int64)
+    if not _file_backed(array) or rows.ndim != 1:
+        return np.array(array[rows])
+    n = array.shape[0]
+    if rows.size and (rows.min() < -n or rows.max() >= n):
+        raise IndexError(f"row index out of range for {n} rows")
+    rows = np.where(rows < 0, rows + n, rows)
+    ordered = rows.size < 2 or bool(np.all(np.diff(rows) > 0))
+    wanted, inverse = (rows, None) if ordered else np.unique(rows, return_inverse=True)
+    out = np.empty((len(wanted),) + array.shape[1:], dtype=array.dtype)
+    row_bytes = out[0:1].nbytes if len(wanted) else 0
+    if len(wanted):
+        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        stops = np.concatenate([breaks, [len(wanted)]])
+        flat = memoryview(out.reshape(-1).view(np.uint8))
+        fd = os.open(array.filename, os.O_RDONLY)
+        try:
+            for a, b in zip(starts.tolist(), stops.tolist()):
+                pos, end = a * row_bytes, b * row_bytes
+                offset = array.offset + int(wanted[a]) * row_bytes
+                while pos < end:
+                    got = os.preadv(fd, [flat[pos:end]], offset) if hasattr(os, "preadv") else \
+                        _pread_into(fd, flat[pos:end], offset)
+                    if got <= 0:
+                        raise InputError(f"{Path(array.filename).name}: file shrank while being read")
+                    pos += got
+                    offset += got
+        finally:
+            os.close(fd)
+    return out if inverse is None else out[inverse.reshape(-1)]
+
+
+def _pread_into(fd, view, offset) -> int:
+    data = os.pread(fd, len(view), offset)
+    view[:len(data)] = data
+    return len(data)
+
+
 def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
-                   chunk_rows: int = 65536) -> np.ndarray:
+                   chunk_bytes: int = 16 * 2 ** 20) -> np.ndarray:
     """Validate a 2-D float feature matrix; scans for NaN/inf chunk by chunk (no full copy)."""
     if array.ndim != 2:
         raise InputError(f"{name}: expected a 2-D feature matrix, got shape {array.shape}")
@@ -63,8 +123,9 @@ def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise InputError(f"{name}: empty feature matrix (shape {array.shape})")
     if check_finite:
+        chunk_rows = max(1, chunk_bytes // (array.shape[1] * array.dtype.itemsize))
         for start in range(0, array.shape[0], chunk_rows):
-            block = np.asarray(array[start:start + chunk_rows])
+            block = read_rows(array, slice(start, start + chunk_rows))
             if not np.isfinite(block).all():
                 bad = start + int(np.argwhere(~np.isfinite(block))[0, 0])
                 raise InputError(f"{name}: contains NaN or infinite values (first at row {bad})")
@@ -172,3 +233,37 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True) -> Datas
         raise InputError("trainlabels.npy: need at least 2 classes")
     return Dataset(folder, train, noisy, n_classes, true, test, test_labels, meta_f, meta_labels,
                    {k: v for k, v in files.items() if v.exists()})
+
+
+def gram_warning(features, batch_rows: int, ridge: float, name: str = "trainfeatures.npy",
+                 seed: int = 0) -> Optional[str]:
+    """A warning (or ``None``) when the Gram matrix ``X'X`` of a batch is (nearly) singular.
+
+    IPC solves ``(X'X + lambda I) W = X'Y`` per batch; duplicated, constant or otherwise
+    rank-deficient features (or batches with fewer rows than columns) make ``X'X`` singular.
+    The ridge term ``lambda`` keeps the solve defined, so this is not an error -- but the user
+    should know.  Checked on one batch-sized sample of the rows (seeded draw), with the Gram
+    matrix in float32 as IPC computes it and its spectrum in float64.  All-zero features are an
+    error: no ridge makes a closed form out of them.
+    """
+    n, d = features.shape
+    b = max(1, min(int(batch_rows), n))
+    rows = np.sort(np.random.default_rng(seed).choice(n, b, replace=False)) if b < n else np.arange(n)
+    X = np.empty((b, d), dtype=np.float32)
+    for start in range(0, b, 16384):
+        X[start:start + 16384] = np.asarray(features[rows[start:start + 16384]], dtype=np.float32)
+    G = (X.T @ X).astype(np.float64)
+    scale = float(np.trace(G)) / d
+    if not np.isfinite(scale) or scale <= 0:
+        raise InputError(f"{name}: the training features are all zero (the Gram matrix X'X is zero; "
+                         "no ridge term can make the closed form meaningful)")
+    eig = np.linalg.eigvalsh(G)
+    lam_min, lam_max = float(eig[0]), float(eig[-1])
+    if lam_min > max(10.0 * max(float(ridge), 0.0) * scale, 1e-5 * lam_max):
+        return None
+    rank = int((eig > 1e-5 * lam_max).sum())
+    why = (f"a batch has {b} rows, fewer than the {d} feature columns" if b < d else
+           f"numerical rank about {rank} of {d}: duplicated, constant or linearly dependent features?")
+    return (f"{name}: the Gram matrix X'X of a batch is singular or nearly singular ({why}); "
+            f"the ridge term (ridge = {ridge:g} x trace/d) keeps the closed-form solve defined, "
+            "but labels may be less well corrected")

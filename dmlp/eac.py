@@ -65,10 +65,10 @@ class AuxiliaryClassifier:
         if cfg.eac_balance_weight:
             loss = loss + cfg.eac_balance_weight * class_balance_kl(z)
         if meta is not None and cfg.eac_meta_weight:
-            meta_X, meta_y = meta
-            zm = self.logits(meta_X)
-            loss = loss + cfg.eac_meta_weight * F.cross_entropy(
-                zm.reshape(-1, self.C), meta_y.repeat(self.V), reduction="sum") / meta_X.shape[0]
+            meta_X, meta_y, meta_weights = meta                  # weights V x M, see ipc.meta_view_weights
+            log_pm = F.log_softmax(self.logits(meta_X), dim=-1)  # V x M x C
+            ce = -log_pm.gather(-1, meta_y.view(1, -1, 1).expand(self.V, -1, 1)).squeeze(-1)
+            loss = loss + cfg.eac_meta_weight * (meta_weights * ce).sum()
         return loss
 
     def step(self, X, targets, transition=None, meta=None) -> float:

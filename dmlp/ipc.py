@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,7 +44,10 @@ def factor_gram(X: torch.Tensor, ridge: float, max_tries: int = 8):
         lam = rel * scale
         eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
         L, info = torch.linalg.cholesky_ex(gram + lam * eye)
-        if int(info) == 0:
+        # a factorisation can "succeed" on a round-off pivot of a singular matrix: require the
+        # smallest pivot to be clearly above machine precision relative to the trace
+        tiny = 10 * torch.finfo(gram.dtype).eps * scale * d
+        if int(info) == 0 and float(torch.diagonal(L).min()) ** 2 > tiny:
             if attempt:
                 log.warning("Gram matrix of a batch is (nearly) singular: ridge raised to %.1e "
                             "(relative) so the closed form stays defined", rel)
@@ -65,28 +69,55 @@ def class_balance_kl(logits: torch.Tensor) -> torch.Tensor:
     return (-(math.log(C)) - torch.log(mean_prob.clamp_min(1e-12)).mean(dim=-1)).sum()
 
 
+def meta_view_weights(n_meta: int, n_views: int, cross_fit: bool, seed: int,
+                      dtype=torch.float32, device="cpu") -> torch.Tensor:
+    """V x M weights of the meta rows in each view's meta loss, each view's row summing to 1.
+
+    Without cross-fitting every view sees every meta row (the authors).  With it, the meta rows
+    are dealt into V seeded folds and view v sees fold v only, so the other views' predictions
+    for those rows are out-of-sample: that is what lets the final decision calibrate itself on
+    the meta set (``dmlp.posterior``).
+    """
+    if not cross_fit or n_views < 2:
+        return torch.full((n_views, n_meta), 1.0 / n_meta, dtype=dtype, device=device)
+    fold = meta_folds(n_meta, n_views, seed)
+    w = torch.zeros(n_views, n_meta, dtype=dtype)
+    for v in range(n_views):
+        w[v, fold == v] = 1.0 / max(1, int((fold == v).sum()))
+    return w.to(device)
+
+
+def meta_folds(n_meta: int, n_views: int, seed: int) -> np.ndarray:
+    """Seeded, balanced assignment of meta rows to views (fold v = rows seen by view v)."""
+    fold = np.arange(n_meta) % n_views
+    return fold[np.random.default_rng([seed, 7]).permutation(n_meta)]
+
+
 def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,
                    meta_features: torch.Tensor, meta_onehot: torch.Tensor,
-                   n_views: int, cfg, balance_rows: slice = slice(None)) -> torch.Tensor:
+                   meta_weights: torch.Tensor, cfg, balance_rows: slice = slice(None)) -> torch.Tensor:
     """Loss of the closed-form estimator ``W(Y_B)`` on the clean meta set, summed over views.
 
-    ``Y_B`` is b x (V*C) (views stacked), ``meta_onehot`` m x C.  The loss is
+    ``Y_B`` is b x (V*C) (views stacked), ``meta_onehot`` M x C, ``meta_weights`` V x M (each
+    view's weights sum to 1; see :func:`meta_view_weights`).  The loss is
     ``ce_w * CE + mse_w * squared error + balance_w * KL(uniform || mean softmax(X_B W))``,
     the three terms of the authors' meta loss.
     """
     m, C = meta_onehot.shape
+    n_views = meta_weights.shape[0]
     W = closed_form(X_B, Y_B, L_B)                             # d x V*C
-    meta_logits = (meta_features @ W).view(m, n_views, C).transpose(0, 1)   # V x m x C
-    target = meta_onehot.argmax(dim=1)
+    meta_logits = (meta_features @ W).view(m, n_views, C).transpose(0, 1)   # V x M x C
     loss = Y_B.new_zeros(())
     if cfg.meta_ce_weight:
-        ce = torch.stack([F.cross_entropy(meta_logits[v], target) for v in range(n_views)]).sum()
-        loss = loss + cfg.meta_ce_weight * ce
+        ce = -(F.log_softmax(meta_logits, -1) * meta_onehot).sum(-1)          # V x M
+        loss = loss + cfg.meta_ce_weight * (meta_weights * ce).sum()
     if cfg.meta_mse_weight:
-        se = ((meta_logits - meta_onehot.unsqueeze(0)) ** 2).sum()
-        if cfg.meta_mse_reduction == "mean":
-            se = se / m
-        loss = loss + cfg.meta_mse_weight * se
+        se = ((meta_logits - meta_onehot.unsqueeze(0)) ** 2).sum(-1)          # V x M
+        if cfg.meta_mse_reduction == "sum":    # the authors' summed error over the view's rows
+            se = se * (meta_weights > 0)
+        else:
+            se = se * meta_weights
+        loss = loss + cfg.meta_mse_weight * se.sum()
     if cfg.meta_balance_weight:
         rows = X_B[balance_rows]
         batch_logits = (rows @ W).view(rows.shape[0], n_views, C).transpose(0, 1)
@@ -94,11 +125,11 @@ def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,
     return loss
 
 
-def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, n_views, cfg,
+def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
                    balance_rows: slice = slice(None)):
     """Return ``(loss, dLoss/dY_B)`` through the closed form (autograd over d x d solves)."""
     Y_B = Y_B.detach().requires_grad_(True)
-    loss = meta_objective(Y_B, X_B, L_B, meta_features, meta_onehot, n_views, cfg, balance_rows)
+    loss = meta_objective(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg, balance_rows)
     (grad,) = torch.autograd.grad(loss, Y_B)
     return loss.detach(), grad
 

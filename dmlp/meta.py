@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import torch
 
-from .batches import gather_rows
 from .errors import InputError
 
 
@@ -40,6 +38,20 @@ def check_meta_indices(indices, n_rows: int, name: str) -> np.ndarray:
     return np.sort(idx.astype(np.int64))
 
 
+def check_meta_labels(labels, n_classes: int, what: str) -> np.ndarray:
+    """A meta set needs at least C rows and one row of every class; ``what`` names its source."""
+    labels = np.asarray(labels)
+    if len(labels) < n_classes:
+        raise InputError(f"{what}: meta set has {len(labels)} rows, fewer than the {n_classes} classes "
+                         "(every class needs a clean example)")
+    missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise InputError(f"{what}: meta set has no row of class {shown} "
+                         f"({len(missing)} of {n_classes} classes missing; every class needs a clean example)")
+    return labels
+
+
 def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int) -> np.ndarray:
     """A seeded uniform draw of ``size`` training rows (the authors draw 1,000 unseeded)."""
     n = len(true_labels)
@@ -56,6 +68,9 @@ def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: 
     never vouches for itself.  Score = the held-out prediction for the row's given label minus
     the best other class.
     """
+    import torch                                   # lazily: input validation runs without torch
+
+    from .batches import gather_rows
     n, d = features.shape
     order = np.random.default_rng(seed).permutation(n)
     halves = [order[: n // 2], order[n // 2:]]

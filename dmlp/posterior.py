@@ -1,38 +1,209 @@
-"""The noise-transition model and the Bayes decision of the default configuration.
+"""The final decision of the default configuration: a noise-transition model, a feature graph,
+and a Bayes posterior calibrated on the meta set.
 
 The given label ``g`` of a row is modelled as drawn from ``T[true, :]``, the transition matrix
 (Patrini et al., CVPR 2017), so the posterior of the true class is
 
-    q(c | x, g)  proportional to  p(c | x) * T[c, g].
+    q(c | x, g)  proportional to  p_eac(c | x)^a * p_graph(c | x)^b * T[c, g]^t
 
-``T`` is counted on the meta rows, whose given and clean labels are both known (+ smoothing).
+- ``p_eac``: the forward-corrected auxiliary classifiers (EAC) of the views;
+- ``p_graph``: the purified labels (IPC's label distributions) propagated over a cosine kNN graph
+  of the features, seeded with the clean meta labels (Zhou et al., NeurIPS 2004), read at each
+  row from its neighbours only;
+- ``T``: counted on the meta rows, whose given and clean labels are both known (+ smoothing).
+
+The exponents ``(a, b, t)`` are fitted by maximum likelihood of the clean meta labels, using for
+each meta row out-of-fold evidence only (the views see disjoint meta folds, and the graph is
+re-seeded without the row's fold).  So how much the given label is trusted against the features
+is learned from the data at hand, not looked up per noise rate.
 """
 from __future__ import annotations
 
+import logging
+import math
 from typing import Optional
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from scipy.optimize import minimize
+
+log = logging.getLogger("dmlp")
 
 
 def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray], n_classes: int,
-                        smoothing: float = 0.5) -> np.ndarray:
+                        smoothing: float = 0.5) -> Optional[np.ndarray]:
     """T[true, given] counted on the meta rows, smoothed and row-normalised.
 
-    Without the meta rows' given labels (a separate clean set, or ``--meta auto``) the identity
-    smoothed by the same amount is returned: the given label is then trusted as a prior only.
+    Returns None without the meta rows' given labels (a separate clean set, or ``--meta auto``):
+    T is then estimated from the model's posteriors (:func:`transition_from_posteriors`).
     """
+    if meta_given is None:
+        return None
     T = np.full((n_classes, n_classes), float(smoothing))
-    if meta_given is not None:
-        np.add.at(T, (np.asarray(meta_true), np.asarray(meta_given)), 1.0)
-    else:
-        T += np.eye(n_classes) * max(1.0, len(meta_true) / n_classes)
+    np.add.at(T, (np.asarray(meta_true), np.asarray(meta_given)), 1.0)
     return T / T.sum(1, keepdims=True)
 
 
-def bayes_posterior(soft, eac_prob, given, transition, store, batches, cfg, meta):
-    """Posterior of the true class of each row (batch order), and notes for the log."""
-    prior = eac_prob if eac_prob is not None else soft
-    q = prior * transition[:, given].T
-    q = q / q.sum(1, keepdim=True).clamp_min(1e-12)
-    return q, []
+def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
+    """T[c, g] proportional to sum of p(c | x_i) over rows with given label g (soft counting)."""
+    C = prob.shape[1]
+    T = np.full((C, C), float(smoothing))
+    for g in range(C):
+        T[:, g] += prob[given == g].sum(0)
+    return T / T.sum(1, keepdims=True)
+
+
+# --- the feature graph ------------------------------------------------------------------------
+
+def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
+              probes: int = 8) -> sp.csr_matrix:
+    """Symmetric, normalised cosine kNN graph ``D^-1/2 (W + W') D^-1/2``, ``W_ij = max(sim, 0)^power``.
+
+    Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
+    their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
+    rows of the ``probes`` buckets nearest to it, so the cost grows as n^1.5 instead of n^2.
+    Small inputs are searched exhaustively.
+    """
+    Z = torch.nn.functional.normalize(features.float(), dim=1)
+    n = Z.shape[0]
+    k = min(k, n - 1)
+    n_lists = int(math.sqrt(n))
+    if n <= 20000 or n_lists <= probes:
+        groups, candidates = [torch.arange(n)], [torch.arange(n)]
+    else:
+        groups, candidates = _inverted_file(Z, n_lists, probes, seed)
+    rows, cols, vals = [], [], []
+    for members, cand in zip(groups, candidates):
+        for s in range(0, len(members), 2048):
+            q = members[s:s + 2048]
+            sim = Z[q] @ Z[cand].T
+            sim[cand.unsqueeze(0) == q.unsqueeze(1)] = -2.0          # never your own neighbour
+            v, i = sim.topk(min(k, len(cand) - 1), dim=1)
+            rows.append(q.unsqueeze(1).expand_as(i).reshape(-1))
+            cols.append(cand[i].reshape(-1))
+            vals.append(v.reshape(-1))
+    rows, cols = torch.cat(rows).numpy(), torch.cat(cols).numpy()
+    vals = torch.cat(vals).clamp_min(0).double().numpy() ** power
+    W = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    W = W + W.T
+    deg = np.asarray(W.sum(1)).ravel()
+    inv = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
+    return (sp.diags(inv) @ W @ sp.diags(inv)).tocsr()
+
+
+def _inverted_file(Z, n_lists, probes, seed, iters=5):
+    g = torch.Generator().manual_seed(seed)
+    sample = Z[torch.randperm(Z.shape[0], generator=g)[: 64 * n_lists]]
+    cent = sample[torch.randperm(sample.shape[0], generator=g)[:n_lists]].clone()
+    for _ in range(iters):           # spherical k-means on a sample
+        assign = (sample @ cent.T).argmax(1)
+        cent.index_add_(0, assign, sample, alpha=1.0)   # keep old centre as a weak prior
+        cent = torch.nn.functional.normalize(cent, dim=1)
+    assign = torch.cat([(Z[s:s + 16384] @ cent.T).argmax(1) for s in range(0, Z.shape[0], 16384)])
+    near = (cent @ cent.T).topk(probes, dim=1).indices
+    order = torch.argsort(assign, stable=True)
+    counts = torch.bincount(assign, minlength=n_lists)
+    starts = torch.cumsum(counts, 0) - counts
+    members = [order[starts[l]:starts[l] + counts[l]] for l in range(n_lists)]
+    groups, candidates = [], []
+    for l in range(n_lists):
+        if len(members[l]):
+            groups.append(members[l])
+            candidates.append(torch.cat([members[j] for j in near[l].tolist()]))
+    return groups, candidates
+
+
+def propagate(S: sp.csr_matrix, seeds: np.ndarray, alpha: float, steps: int) -> np.ndarray:
+    """Label propagation F <- alpha S F + (1 - alpha) Y0, read out from the neighbours (S F)."""
+    F = seeds.copy()
+    for _ in range(steps):
+        F = alpha * (S @ F) + (1 - alpha) * seeds
+    return S @ F
+
+
+# --- calibrated combination ---------------------------------------------------------------------
+
+def _normalise(P):
+    P = np.clip(P, 1e-12, None)
+    return P / P.sum(1, keepdims=True)
+
+
+def _log(P):
+    return np.log(np.clip(P, 1e-12, None))
+
+
+def fit_exponents(log_terms, truth: np.ndarray, fixed=None) -> np.ndarray:
+    """Non-negative exponents of a product of experts, by maximum likelihood of ``truth``."""
+    fixed = fixed if fixed is not None else np.zeros_like(log_terms[0])
+    idx = np.arange(len(truth))
+
+    def nll(w):
+        z = fixed + sum(wi * li for wi, li in zip(w, log_terms))
+        z = z - z.max(1, keepdims=True)
+        p = np.exp(z)
+        lse = np.log(p.sum(1))
+        value = -(z[idx, truth] - lse).mean()
+        soft = p / p.sum(1, keepdims=True)
+        onehot = np.zeros_like(soft)
+        onehot[idx, truth] = 1
+        grad = np.array([-((onehot - soft) * li).sum(1).mean() for li in log_terms])
+        return value, grad
+
+    res = minimize(nll, np.ones(len(log_terms)), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, 20.0)] * len(log_terms))
+    return res.x
+
+
+def bayes_posterior(ipc_soft: np.ndarray, eac_train: np.ndarray, eac_meta_oof: np.ndarray,
+                    given: np.ndarray, meta_given: Optional[np.ndarray], meta_labels: np.ndarray,
+                    meta_fold: np.ndarray, graph: Optional[sp.csr_matrix], transition, cfg):
+    """Posterior of the true class of every training row.  Returns ``(q, info)``.
+
+    ``ipc_soft`` N x C (IPC label distributions), ``eac_train`` N x C and ``eac_meta_oof`` M x C
+    (EAC probabilities; out-of-fold for the meta rows), ``graph`` over the N training rows
+    followed by the M meta rows (or None), ``transition`` C x C or None.
+    """
+    N, C = ipc_soft.shape
+    M = len(meta_labels)
+    info = {}
+    onehot_meta = np.eye(C)[meta_labels]
+    terms_train, terms_meta = [_log(eac_train)], [_log(eac_meta_oof)]
+    names = ["eac"]
+    if graph is not None:
+        # meta rows seed the graph with their clean labels; when a fold is held out, its rows
+        # carry the out-of-fold EAC posterior instead, like any other row
+        eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
+            _normalise(eac_meta_oof * transition[:, meta_given].T)
+        seeds = np.vstack([ipc_soft, onehot_meta])
+        p_graph = propagate(graph, seeds, cfg.graph_alpha, cfg.graph_steps)
+        graph_meta = np.zeros((M, C))
+        for f in np.unique(meta_fold):
+            held = meta_fold == f
+            s = seeds.copy()
+            s[N + np.nonzero(held)[0]] = eac_q_meta[held]
+            graph_meta[held] = propagate(graph, s, cfg.graph_alpha, cfg.graph_steps)[N:][held]
+        terms_train.append(_log(_normalise(p_graph[:N])))
+        terms_meta.append(_log(_normalise(graph_meta)))
+        names.append("graph")
+    if transition is not None and meta_given is not None:
+        terms_train.append(_log(transition[:, given].T))
+        terms_meta.append(_log(transition[:, meta_given].T))
+        names.append("transition")
+        w = fit_exponents(terms_meta, meta_labels)
+        q = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
+    else:
+        # no given labels on the meta rows: fit the feature terms, then estimate T from them
+        w = fit_exponents(terms_meta, meta_labels)
+        prior = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
+        transition = transition_from_posteriors(prior, given, cfg.transition_smoothing)
+        q = _normalise(prior * transition[:, given].T)
+        names.append("transition (estimated, exponent 1)")
+        w = np.append(w, 1.0)
+    info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}
+    info["transition"] = np.round(transition, 4).tolist()
+    return q, info
+
+
+def _stable(z):
+    return z - z.max(1, keepdims=True)

@@ -25,7 +25,7 @@ from .batches import FeatureStore, make_partition
 from .config import Config, load_config
 from .eac import AuxiliaryClassifier, exchange
 from .errors import InputError
-from .ipc import RowAdam, factor_gram, label_gradient
+from .ipc import RowAdam, factor_gram, label_gradient, meta_folds, meta_view_weights
 
 
 @dataclass
@@ -41,7 +41,7 @@ class PurifyResult:
     eac_bias: Optional[np.ndarray] = None
     n_views: int = 1
     device: str = "cpu"
-    notes: list = field(default_factory=list)
+    notes: dict = field(default_factory=dict)
 
     def eac_predict_proba(self, features) -> np.ndarray:
         """Class probabilities of the views' auxiliary classifiers, averaged (rows x C)."""
@@ -154,11 +154,16 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     given = torch.as_tensor(noisy_np[order], device=dev)       # batch order
     truth = None if true_labels is None else torch.as_tensor(np.asarray(true_labels)[order], device=dev)
 
-    transition = None
+    meta_weights = meta_view_weights(len(meta_y_np), V, cfg.cross_fit_meta, cfg.seed, device=dev)
+    transition_np = transition = None
     if cfg.eac_forward_correction or cfg.final_decision == "bayes":
-        from .posterior import estimate_transition
-        transition = estimate_transition(meta_y_np, meta_noisy_labels, C, cfg.transition_smoothing)
-        transition = torch.as_tensor(transition, dtype=torch.float32, device=dev)
+        from .posterior import estimate_transition, transition_from_posteriors
+        transition_np = estimate_transition(meta_y_np, meta_noisy_labels, C, cfg.transition_smoothing)
+        if transition_np is None:   # meta rows' given labels unknown: T from a meta-fitted estimator
+            transition_np = transition_from_posteriors(
+                _meta_ridge_proba(store, meta_X, meta_onehot, cfg.ridge), noisy_np[order],
+                cfg.transition_smoothing)
+        transition = torch.as_tensor(transition_np, dtype=torch.float32, device=dev)
 
     # labels of all views, rows x V x C, initialised from the one-hot given labels
     labels = torch.nn.functional.one_hot(given, C).float().unsqueeze(1).repeat(1, V, 1)
@@ -174,7 +179,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         start_epoch, history = int(checkpoint["epoch"]) + 1, list(checkpoint["history"])
     timings = {"setup": time.perf_counter() - t0, "ipc": 0.0, "eac": 0.0, "final": 0.0}
     balance = slice(0, cfg.balance_rows) if cfg.balance_rows > 0 else slice(None)
-    eac_meta = (meta_X, meta_y) if cfg.eac_meta_weight else None
+    eac_meta = (meta_X, meta_y, meta_weights) if cfg.eac_meta_weight else None
 
     def state():
         return {"epoch": epoch, "labels": labels.cpu().clone(), "history": list(history),
@@ -193,7 +198,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
             rows = batches[k]
             X_B = store.batch(k)
             t = time.perf_counter()
-            loss, grad = label_gradient(flat[rows], X_B, factors[k], meta_X, meta_onehot, V, cfg, balance)
+            loss, grad = label_gradient(flat[rows], X_B, factors[k], meta_X, meta_onehot, meta_weights, cfg, balance)
             adam.step(flat, rows, grad)
             epoch_loss += float(loss)
             t2 = time.perf_counter()
@@ -208,7 +213,12 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         if eac is not None and cfg.relabel_every and (epoch + 1) % cfg.relabel_every == 0:
             t = time.perf_counter()
             for rows in batches:
-                exchange(labels[rows], eac.predict_proba(store.rows(rows)), cfg.relabel_momentum)
+                prediction = eac.predict_proba(store.rows(rows))            # V x b x C
+                if cfg.relabel_posterior and transition is not None:
+                    # the other view's posterior of the true class given x and the given label
+                    prediction = prediction * transition[:, given[rows]].T
+                    prediction = prediction / prediction.sum(-1, keepdim=True)
+                exchange(labels[rows], prediction, cfg.relabel_momentum)
             timings["eac"] += time.perf_counter() - t
         record = {"epoch": epoch + 1, "meta_loss": epoch_loss / len(batches)}
         if truth is not None:
@@ -223,18 +233,14 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     # --- final labels ----------------------------------------------------------------------
     t = time.perf_counter()
     soft = label_distribution(labels).mean(1)                   # N x C, batch order
-    notes = []
+    notes = {}
     if cfg.final_decision == "bayes":
-        from .posterior import bayes_posterior
-        eac_prob = None
-        if eac is not None:
-            eac_prob = torch.cat([eac.predict_proba(store.rows(r)).mean(0) for r in batches])
-        soft, notes = bayes_posterior(soft, eac_prob, given, transition, store, batches, cfg,
-                                      meta=(meta_X, meta_y))
+        soft, notes = _bayes_decision(soft, eac, store, batches, given, meta_X, meta_y_np,
+                                      meta_noisy_labels, transition_np, cfg, dev)
     timings["final"] = time.perf_counter() - t
     inverse = np.empty(N, dtype=np.int64)
     inverse[order] = np.arange(N)
-    soft_np = soft.float().cpu().numpy()[inverse]
+    soft_np = np.asarray(soft.float().cpu().numpy() if torch.is_tensor(soft) else soft, dtype=np.float64)[inverse]
     soft_np /= soft_np.sum(1, keepdims=True)
     purified = soft_np.argmax(1).astype(np.int64)
     quality = soft_np[np.arange(N), noisy_np].astype(np.float32)
@@ -245,3 +251,41 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         eac_weight=None if eac is None else eac.weight.detach().cpu().numpy(),
         eac_bias=None if eac is None else eac.bias.detach().cpu().numpy(),
         n_views=V, device=str(dev), notes=notes)
+
+
+def _meta_ridge_proba(store, meta_X, meta_onehot, ridge):
+    """Class probabilities of the training rows from a ridge estimator fitted on the meta set."""
+    L, _ = factor_gram(meta_X, max(ridge, 1e-3))
+    W = torch.cholesky_solve(meta_X.T @ meta_onehot, L)
+    P = torch.cat([(store.rows(r) @ W).clamp_min(0) for r in store.batches]) + 1e-3
+    return (P / P.sum(1, keepdim=True)).cpu().numpy()
+
+
+def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_given,
+                    transition, cfg, dev):
+    """Gather the evidence (EAC, graph, transition) and call :func:`posterior.bayes_posterior`."""
+    from .posterior import bayes_posterior, knn_graph
+    V = cfg.views
+    fold = meta_folds(len(meta_y), V, cfg.seed) if cfg.cross_fit_meta and V > 1 else np.zeros(len(meta_y), int)
+    if eac is not None:
+        with torch.no_grad():
+            eac_train = torch.cat([eac.predict_proba(store.rows(r)).log().mean(0) for r in batches])
+            eac_train = torch.softmax(eac_train, -1).cpu().numpy()      # geometric mean of the views
+            pm = eac.predict_proba(meta_X).cpu().numpy()                  # V x M x C
+        # out-of-fold: a meta row in fold f is judged by the views that did not see fold f
+        seen = np.ones((V, len(meta_y)))
+        if cfg.cross_fit_meta and V > 1:
+            seen[fold, np.arange(len(meta_y))] = 0.0
+        log_meta = (np.log(np.clip(pm, 1e-12, None)) * seen[..., None]).sum(0) / seen.sum(0)[:, None]
+        eac_meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
+        eac_meta /= eac_meta.sum(1, keepdims=True)
+    else:
+        eac_train = ipc_soft.cpu().numpy()
+        eac_meta = np.full((len(meta_y), ipc_soft.shape[1]), 1.0 / ipc_soft.shape[1])
+    graph = None
+    if cfg.graph_k > 0:
+        all_rows = torch.cat([store.rows(r).cpu() for r in batches] + [meta_X.cpu()])
+        graph = knn_graph(all_rows, cfg.graph_k, cfg.graph_power, cfg.seed)
+    q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
+                              meta_given, meta_y, fold, graph, transition, cfg)
+    return torch.as_tensor(q), info

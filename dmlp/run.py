@@ -6,17 +6,18 @@ import hashlib
 import json
 import logging
 import os
-import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import io
+from .cli import ArgumentParser
 from .config import CONFIG_DIR, load_config
-from .data import load_dataset, load_npy
+from .data import gram_warning, load_dataset, load_npy, read_rows
 from .errors import InputError
-from .meta import MetaSet, auto_meta_indices, check_meta_indices, draw_meta_indices
+from .meta import MetaSet, auto_meta_indices, check_meta_indices, check_meta_labels, draw_meta_indices
 from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,7 @@ log = logging.getLogger("dmlp")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="DMLP.py",
         description="Purify noisy labels from precomputed features with DMLP (IPC + EAC).",
         epilog="Configs: " + ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.toml"))))
@@ -57,54 +58,137 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fingerprint(cfg, data, meta_spec) -> str:
-    """Identity of a run's inputs: config, data files (size + mtime) and meta choice."""
+def _file_identity(path: Path, hash_limit: int = 64 * 2 ** 20) -> str:
+    """Content hash for files up to ``hash_limit`` bytes (labels, indices), else size + mtime."""
+    st = path.stat()
+    if st.st_size <= hash_limit:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:                      # read-only
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return f"sha256:{h.hexdigest()}"
+    return f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
+
+
+def _fingerprint(cfg, data, meta_spec, meta_index_path=None) -> str:
+    """Identity of a run's inputs: config, data files and meta choice."""
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
     for name, path in sorted(data.files.items()):
-        st = path.stat()
-        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f"{name}:{_file_identity(path)}".encode())
     h.update(str(meta_spec).encode())
+    if meta_index_path is not None:
+        h.update(_file_identity(Path(meta_index_path)).encode())
     return h.hexdigest()[:16]
 
 
-def _check_out(out: Path, fingerprint: str, overwrite: bool, resume: bool) -> None:
+def _read_fingerprint(summary: Path):
+    try:
+        return json.loads(summary.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _check_out(out: Path, fingerprint: str, overwrite: bool, resume: bool):
+    """Validate ``--out`` without creating or changing anything.
+
+    Returns ``(checkpoint, complete)``: the checkpoint to resume from (or ``None``) and whether
+    OUT already holds the complete results of exactly this run.
+    """
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
+    parent = out
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"--out {out}: cannot create the output folder, {parent} is a file, not a folder")
+    if not out.exists():
+        if resume:
+            log.warning("--resume: %s does not exist yet, nothing to resume: starting from epoch 0", out)
+        return None, False
+    summary, ckpt = out / "summary.json", out / CHECKPOINT
+    old = _read_fingerprint(summary) if summary.exists() else None
+    checkpoint = None
+    if resume and ckpt.exists():
+        import torch
+        try:
+            checkpoint = torch.load(ckpt, weights_only=True, map_location="cpu")
+        except Exception as exc:  # noqa: BLE001 - any unpickling problem means "unusable"
+            raise InputError(f"--resume: {ckpt} is unreadable ({exc.__class__.__name__}); "
+                             "delete it to start from epoch 0") from None
+        if not isinstance(checkpoint, dict) or checkpoint.get("fingerprint") != fingerprint:
+            raise InputError(f"--resume: {ckpt} comes from a different config or data "
+                             "(same --config, --data, meta and flags are needed to resume; "
+                             "or use another --out)")
+        return checkpoint, False                          # resuming this very run
+    if summary.exists() and old != fingerprint and not overwrite:
+        raise InputError(f"--out {out}: holds results of a different config or data "
+                         "(use --overwrite to replace them, or another --out)")
+    complete = old == fingerprint and all((out / f).exists() for f in OUTPUT_FILES)
+    if resume and not complete:
+        log.warning("--resume: no %s in %s: starting from epoch 0", CHECKPOINT, out)
+    return None, complete
+
+
+def _make_out(out: Path) -> list:
+    """Create OUT (and missing parents) and prove it writable; return the folders created."""
+    created, p = [], out
+    while not p.exists():
+        created.append(p)
+        p = p.parent
+    created.reverse()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise InputError(f"--out {out}: cannot create the output folder ({exc.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out}: output folder is not writable")
-    summary = out / "summary.json"
-    if summary.exists() and not overwrite:
+        _remove_empty(created)
+        raise InputError(f"--out {out}: cannot create the output folder ({exc.strerror or exc})") from None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".dmlp-write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        _remove_empty(created)
+        raise InputError(f"--out {out}: output folder is not writable ({exc.strerror or exc})") from None
+    _remove_stale_temporaries(out)
+    return created
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Temporary files of our own atomic writes left by a killed run (``.NAME.xxxx.tmp``)."""
+    for name in (*OUTPUT_FILES, CHECKPOINT):
+        for tmp in out.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    for tmp in out.glob(".dmlp-write-test.*"):
+        tmp.unlink(missing_ok=True)
+
+
+def _remove_empty(created: list) -> None:
+    """Remove the folders this run created, deepest first, if they are still empty."""
+    for p in reversed(created):
         try:
-            old = json.loads(summary.read_text()).get("fingerprint")
-        except (OSError, ValueError):
-            old = None
-        if old != fingerprint:
-            raise InputError(f"--out {out}: holds results of a different config or data "
-                             "(use --overwrite to replace them, or another --out)")
-    ckpt = out / CHECKPOINT
-    if resume and not ckpt.exists():
-        raise InputError(f"--resume: no {CHECKPOINT} in {out} to resume from")
+            p.rmdir()
+        except OSError:
+            break
 
 
 def _select_meta(args, cfg, data) -> MetaSet:
     N = data.train_features.shape[0]
+    C = data.n_classes
     if args.meta_index is not None:
+        what = f"--meta-index {Path(args.meta_index).name}"
+        raw = load_npy(args.meta_index, what=what, mmap=False)
+        idx = check_meta_indices(raw, N, what)
         if data.true_labels is None:
-            raise InputError("--meta-index needs correctlabels.npy in the data folder for the meta labels")
-        raw = load_npy(args.meta_index, what=Path(args.meta_index).name, mmap=False)
-        idx = check_meta_indices(raw, N, Path(args.meta_index).name)
+            raise InputError(f"{what}: needs correctlabels.npy in the data folder for the meta labels")
         source = f"rows from {args.meta_index}"
+        what += " (labels from correctlabels.npy)"
     elif args.meta == "auto":
-        size = args.meta_size or max(cfg.n_classes or data.n_classes,
-                                     int(round(cfg.auto_meta_fraction * N)))
-        idx = auto_meta_indices(data.train_features, data.noisy_labels, data.n_classes, size, cfg.seed)
+        size = args.meta_size or max(cfg.n_classes or C, int(round(cfg.auto_meta_fraction * N)))
+        idx = auto_meta_indices(_Subset(data.train_features, np.arange(N)), data.noisy_labels, C, size, cfg.seed)
+        check_meta_labels(data.noisy_labels[idx], C, "--meta auto")
         return MetaSet(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
                        f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
     elif data.meta_features is not None and args.meta_size is None:
+        check_meta_labels(data.meta_labels, C, "metalabels.npy")
         return MetaSet(data.meta_features, data.meta_labels, np.zeros(0, np.int64), None,
                        "metafeatures.npy / metalabels.npy")
     else:
@@ -112,49 +196,72 @@ def _select_meta(args, cfg, data) -> MetaSet:
             raise InputError(f"{data.folder}: no correctlabels.npy and no metafeatures.npy/metalabels.npy: "
                              "give --meta-index, or --meta auto to run without clean labels")
         size = args.meta_size if args.meta_size is not None else cfg.meta_size
+        what = f"--meta-size {size}" if args.meta_size is not None else f"meta_size = {size} (config {cfg.name})"
+        if size < C:
+            raise InputError(f"{what}: meta set has {size} rows, fewer than the {C} classes "
+                             "(every class needs a clean example)")
+        if not 0 < size < N:
+            raise InputError(f"{what}: must be between {C} and {N - 1} (rows of trainfeatures.npy)")
         idx = draw_meta_indices(data.true_labels, size, cfg.seed)
         source = f"{len(idx)} rows drawn with seed {cfg.seed}"
+        what += " (labels from correctlabels.npy)"
     labels = data.true_labels[idx]
-    if len(idx) < data.n_classes:
-        raise InputError(f"meta set has {len(idx)} rows, fewer than the {data.n_classes} classes")
+    check_meta_labels(labels, C, what)
+    if len(idx) >= N:
+        raise InputError(f"{what}: the meta set takes all {N} training rows, none is left to purify")
     return MetaSet(_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
 
 
 def _rows(features, idx):
-    return np.asarray(features[np.sort(idx)], dtype=np.float32)
+    return read_rows(features, np.sort(idx)).astype(np.float32, copy=False)
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     t0 = time.perf_counter()
+    # --- validate every input before anything is created or written -----------------------
     cfg = load_config(args.config or "cifar10_sym20", epochs=args.epochs, seed=args.seed)
     for flag, value in (("--epochs", cfg.epochs), ("--meta-size", args.meta_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
-    from .purify import purify, resolve_device
-    device = resolve_device(args.device)
     data_dir = Path(args.data) if args.data else (REPO_ROOT / cfg.data if not Path(cfg.data).is_absolute() else Path(cfg.data))
     data = load_dataset(data_dir, cfg.n_classes)
-    out = Path(args.out) if args.out else REPO_ROOT / "runs" / cfg.name
-    meta_spec = (args.meta_index, args.meta, args.meta_size)
-    fingerprint = _fingerprint(cfg, data, meta_spec)
-    _check_out(out, fingerprint, args.overwrite, args.resume)
     meta = _select_meta(args, cfg, data)
+    from .purify import purify, resolve_device          # torch: only once the data are known good
+    device = resolve_device(args.device)
 
     N = data.train_features.shape[0]
     keep = np.ones(N, dtype=bool)
     keep[meta.indices] = False
     rows = np.nonzero(keep)[0]
-    features = data.train_features if len(meta.indices) == 0 else _Subset(data.train_features, rows)
+    features = _Subset(data.train_features, rows)        # reads only what is asked for
     truth = None if data.true_labels is None else data.true_labels[rows]
+    n_batches = max(1, -(-len(rows) // max(1, cfg.batch_size)))
+    gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed)
 
-    checkpoint = None
-    if args.resume:
-        import torch
-        checkpoint = torch.load(out / CHECKPOINT, weights_only=True)
-        if checkpoint.get("fingerprint") != fingerprint:
-            raise InputError(f"--resume: {out / CHECKPOINT} comes from a different config or data")
+    out = Path(args.out) if args.out else REPO_ROOT / "runs" / cfg.name
+    meta_spec = (args.meta_index, args.meta, args.meta_size)
+    fingerprint = _fingerprint(cfg, data, meta_spec, args.meta_index)
+    checkpoint, complete = _check_out(out, fingerprint, args.overwrite, args.resume)
+    if args.resume and complete:
+        print(f"DMLP: nothing to resume, {out}/ already holds the complete results of this run")
+        return 0
+    # --- inputs are valid: from here on OUT is created and written ------------------------
+    created = _make_out(out)
+    if gram_note:
+        log.warning("%s", gram_note)
+    try:
+        return _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint,
+                    checkpoint, device, purify, t0)
+    except BaseException:
+        _remove_empty(created)      # a run that failed before writing anything leaves no folder
+        raise
+
+
+def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint, checkpoint,
+         device, purify, t0) -> int:
+    N = data.train_features.shape[0]
 
     def on_epoch_end(epoch, state):
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
@@ -182,6 +289,7 @@ def main(argv=None) -> int:
         "meta_source": meta.source, "n_classes": int(C), "n_changed": int(result.n_changed),
         "device": result.device, "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
+        "features_in_ram": bool(len(rows) * data.train_features.shape[1] * 4 <= cfg.resident_limit_gb * 2 ** 30),
     }
     if truth is not None:
         given = data.noisy_labels[rows]
@@ -193,16 +301,24 @@ def main(argv=None) -> int:
             "label_quality_auc": roc_auc(-result.label_quality, given != truth),
         })
     if data.test_labels is not None and result.eac_weight is not None:
-        pred = np.concatenate([result.eac_predict_proba(data.test_features[s:s + 8192]).argmax(1)
-                               for s in range(0, data.test_features.shape[0], 8192)])
+        pred = []
+        for s in range(0, data.test_features.shape[0], 8192):
+            block = read_rows(data.test_features, slice(s, s + 8192)).astype(np.float32)
+            pred.append(result.eac_predict_proba(block).argmax(1))
+        pred = np.concatenate(pred)
         summary["test_accuracy"] = accuracy(pred, data.test_labels)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
 
-    io.save_npy(out / "purified_labels.npy", labels.astype(np.int64))
-    io.save_npy(out / "purified_soft_labels.npy", soft)
-    io.save_npy(out / "label_quality.npy", quality)
-    io.save_npy(out / "meta_indices.npy", meta.indices.astype(np.int64))
-    io.save_noise_file(out / "noise_file.json", labels)
+    # summary.json marks a complete set of outputs: drop the old one first, write the new one
+    # last, so a run killed in between leaves whole files but no claim that they belong together
+    (out / "summary.json").unlink(missing_ok=True)
+    written = [io.save_npy(out / "purified_labels.npy", labels.astype(np.int64)),
+               io.save_npy(out / "purified_soft_labels.npy", soft),
+               io.save_npy(out / "label_quality.npy", quality),
+               io.save_npy(out / "meta_indices.npy", meta.indices.astype(np.int64)),
+               io.save_noise_file(out / "noise_file.json", labels)]
+    summary["output_sha256"] = {p.name: _file_identity(p, hash_limit=2 ** 62).split(":", 1)[1]
+                                for p in written}
     io.save_json(out / "summary.json", summary, indent=1)   # last: marks the results complete
     (out / CHECKPOINT).unlink(missing_ok=True)
     _print_summary(summary, out)
@@ -232,10 +348,10 @@ class _Subset:
         self.ndim, self.dtype = 2, array.dtype
 
     def __getitem__(self, idx):
-        return self.array[self.rows[idx]]
+        return read_rows(self.array, self.rows[idx])   # file reads: bounded memory when streaming
 
     def __array__(self, dtype=None, copy=None):
-        out = np.asarray(self.array[self.rows])
+        out = self[np.arange(len(self.rows))]
         return out if dtype is None else out.astype(dtype)
 
 

@@ -14,17 +14,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from dmlp.cli import run_cli  # noqa: E402
+from dmlp.cli import ArgumentParser as _Parser, run_cli  # noqa: E402
 from dmlp.data import check_labels, load_npy  # noqa: E402
 from dmlp.errors import InputError  # noqa: E402
 from dmlp.export import expand_formats, export_noise_files, labels_from_npy  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse prints usage + message on a bad flag; we want the project's one-line error."""
-
-    def error(self, message):
-        raise InputError(message)
 
 
 def parse_args(argv=None):

@@ -16,18 +16,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
 
-from dmlp.cli import run_cli  # noqa: E402
+from dmlp.cli import ArgumentParser as _Parser, run_cli  # noqa: E402
 from dmlp.data import check_labels, load_npy  # noqa: E402
 from dmlp.errors import InputError  # noqa: E402
 from dmlp.export import check_output_folder, read_noise_file, write_noisy_folder  # noqa: E402
 from dmlp.noise import DATASETS, MODES, make_noisy_labels, noise_report  # noqa: E402
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse prints usage + message on a bad flag; we want the project's one-line error."""
-
-    def error(self, message):
-        raise InputError(message)
 
 
 def parse_args(argv=None):

@@ -1,0 +1,138 @@
+"""Config files: inherit chains, unknown keys, types, every shipped config loads."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from dmlp.config import CONFIG_DIR, Config, load_config
+from dmlp.errors import InputError
+
+FIELDS = [f.name for f in dataclasses.fields(Config)]
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_default_inherits_paper_and_overrides():
+    paper, default = load_config("paper"), load_config("default")
+    assert paper.name == "paper" and default.name == "default"
+    assert default.final_decision == "bayes" and paper.final_decision == "argmax"
+    assert default.batch_size == paper.batch_size and default.label_lr == paper.label_lr
+    assert default.label_betas == paper.label_betas == (0.5, 0.999)
+
+
+def test_three_level_inherit_chain_by_name():
+    cfg = load_config("cifar10_sym50")          # -> default -> paper
+    default = load_config("default")
+    assert cfg.name == "cifar10_sym50" and cfg.n_classes == 10
+    assert cfg.replace(name="default", data=default.data, n_classes=default.n_classes) == default
+
+
+def test_inherit_chain_from_files(tmp_path):
+    base = _write(tmp_path / "base.toml", 'inherit = "paper"\nepochs = 7\nlabel_lr = 0.02\n')
+    child = _write(tmp_path / "child.toml", f'inherit = "{base}"\nepochs = 9\n')
+    cfg = load_config(str(child))
+    assert cfg.epochs == 9 and cfg.label_lr == 0.02
+    assert cfg.relabel_every == load_config("paper").relabel_every
+
+
+def test_name_defaults_to_file_stem_even_with_inherit(tmp_path):
+    child = _write(tmp_path / "mytune.toml", 'inherit = "paper"\nepochs = 9\n')
+    assert load_config(str(child)).name == "mytune"
+
+
+def test_overrides_and_none_passthrough():
+    cfg = load_config("paper", epochs=3, seed=None)
+    assert cfg.epochs == 3 and cfg.seed == load_config("paper").seed
+    with pytest.raises(InputError, match="epochz"):
+        load_config("paper", epochz=3)
+
+
+def test_inherit_relative_path_is_relative_to_the_including_file(tmp_path, monkeypatch):
+    _write(tmp_path / "base.toml", 'inherit = "paper"\nepochs = 7\n')
+    child = _write(tmp_path / "child.toml", 'inherit = "base.toml"\n')
+    monkeypatch.chdir(CONFIG_DIR.parent)
+    assert load_config(str(child)).epochs == 7
+
+
+def test_circular_inherit_is_refused(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    _write(a, f'inherit = "{b}"\n')
+    _write(b, f'inherit = "{a}"\n')
+    with pytest.raises(InputError, match="circular"):
+        load_config(str(a))
+
+
+def test_unknown_key_names_it_and_lists_valid_keys(tmp_path):
+    path = _write(tmp_path / "typo.toml", 'inherit = "paper"\nlabel_learning_rate = 0.1\n')
+    with pytest.raises(InputError) as err:
+        load_config(str(path))
+    msg = str(err.value)
+    assert "label_learning_rate" in msg and "typo.toml" in msg and "valid keys" in msg
+    for key in ("label_lr", "epochs", "ridge", "relabel_momentum"):
+        assert key in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("line", [
+    'epochs = "ten"', "epochs = 2.5", "epochs = true", "eac = 1", 'eac = "yes"', "ridge = true",
+    "name = 3", "label_betas = 0.5", 'label_betas = ["a", "b"]', 'final_decision = "vote"',
+    'meta_mse_reduction = "median"',
+])
+def test_wrong_types_are_refused(tmp_path, line):
+    key = line.split("=")[0].strip()
+    path = _write(tmp_path / "bad.toml", f'inherit = "paper"\n{line}\n')
+    with pytest.raises(InputError, match=key):
+        load_config(str(path))
+
+
+def test_string_for_float_key_is_refused(tmp_path):
+    path = _write(tmp_path / "bad.toml", 'inherit = "paper"\nridge = "1e-6"\n')
+    with pytest.raises(InputError, match="ridge"):
+        load_config(str(path))
+
+
+def test_label_betas_must_have_two_values(tmp_path):
+    path = _write(tmp_path / "bad.toml", 'inherit = "paper"\nlabel_betas = [0.5]\n')
+    with pytest.raises(InputError, match="label_betas"):
+        load_config(str(path))
+
+
+def test_invalid_toml_is_an_input_error(tmp_path):
+    path = _write(tmp_path / "broken.toml", "epochs = = 3\n")
+    with pytest.raises(InputError, match="broken.toml"):
+        load_config(str(path))
+
+
+def test_missing_config_name_lists_available():
+    with pytest.raises(InputError, match="paper"):
+        load_config("no_such_config")
+
+
+CONFIG_FILES = sorted(CONFIG_DIR.glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.stem)
+def test_every_shipped_config_loads(path):
+    by_name = load_config(path.stem)
+    by_path = load_config(str(path))
+    assert by_name == by_path
+    assert by_name.name == path.stem
+    assert by_name.epochs > 0 and by_name.batch_size > 0 and by_name.views >= 1
+
+
+def test_every_setting_has_a_paper_twin():
+    stems = {p.stem for p in CONFIG_FILES}
+    assert {"paper", "default"} <= stems
+    settings = [s for s in stems if s not in ("paper", "default") and not s.endswith("_paper")]
+    assert settings, "no dataset settings in configs/"
+    missing = [s for s in settings if f"{s}_paper" not in stems]
+    assert not missing, f"settings without a _paper twin: {missing}"
+    orphans = [s for s in stems if s.endswith("_paper") and s[:-len("_paper")] not in stems]
+    assert not orphans, f"_paper configs without a default twin: {orphans}"
+    for s in settings:
+        ours, twin = load_config(s), load_config(f"{s}_paper")
+        assert (ours.data, ours.n_classes) == (twin.data, twin.n_classes), s
