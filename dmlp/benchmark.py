@@ -66,6 +66,10 @@ ABLATIONS: List[Tuple[str, str, Dict[str, object]]] = [
      {"eac_balance_weight": 1.0}),
     ("argmax final decision", "final label = argmax of the views' labels (paper), no Bayes posterior",
      {"final_decision": "argmax"}),
+    ("no cross-fitted meta folds", "both views see the whole meta set (paper), not disjoint folds",
+     {"cross_fit_meta": False}),
+    ("no kNN-graph propagation", "purified labels not propagated over the cosine kNN-20 graph (paper)",
+     {"graph_k": 0}),
 ]
 
 BASELINE_NAMES = {
