@@ -77,7 +77,15 @@ def test_confidence_penalty_balance_and_meta_terms():
     zm = _logits(clf, meta_X)
     meta_ce = sum(F.cross_entropy(zm[v], meta_y) for v in range(V))
     expected = ce - 0.4 * entropy + 0.8 * kl + 1.5 * meta_ce
-    torch.testing.assert_close(clf.loss(X, t, meta=(meta_X, meta_y)).detach(), expected, rtol=1e-5, atol=1e-6)
+    every_view_all_rows = torch.full((V, 9), 1.0 / 9)       # the authors: each view sees every meta row
+    torch.testing.assert_close(clf.loss(X, t, meta=(meta_X, meta_y, every_view_all_rows)).detach(),
+                               expected, rtol=1e-5, atol=1e-6)
+    # cross-fitted folds: view v is scored on its own fold only
+    folds = torch.zeros(V, 9)
+    folds[0, :5], folds[1, 5:] = 1 / 5, 1 / 4
+    ce_fold = (F.cross_entropy(zm[0, :5], meta_y[:5]) + F.cross_entropy(zm[1, 5:], meta_y[5:]))
+    torch.testing.assert_close(clf.loss(X, t, meta=(meta_X, meta_y, folds)).detach(),
+                               ce - 0.4 * entropy + 0.8 * kl + 1.5 * ce_fold, rtol=1e-5, atol=1e-6)
 
 
 def test_step_decreases_the_loss():
