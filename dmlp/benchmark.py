@@ -56,6 +56,7 @@ TARGETS = {"sym20": 93.5, "sym50": 86.0, "sym80": 77.5, "sym90": 76.0, "asym40":
 #: Placeholders: one per key where configs/default.toml differs from configs/paper.toml, set
 #: back to its paper value.  :func:`uncovered_config_differences` lists keys not covered.
 ABLATIONS: List[Tuple[str, str, Dict[str, object]]] = [
+    # additions of the default over the paper method: the default with one of them set back
     ("no forward-corrected EAC", "EAC trained on the current labels (paper) instead of through T",
      {"eac_forward_correction": False}),
     ("no meta rows in EAC", "EAC does not fit the clean meta rows (eac_meta_weight 0, paper)",
@@ -70,6 +71,20 @@ ABLATIONS: List[Tuple[str, str, Dict[str, object]]] = [
      {"cross_fit_meta": False}),
     ("no kNN-graph propagation", "purified labels not propagated over the cosine kNN-20 graph (paper)",
      {"graph_k": 0}),
+    ("exchange EAC prediction", "the EMA exchange passes p(c|x) (paper), not the posterior p(c|x)T[c,g]",
+     {"relabel_posterior": False}),
+    # the authors' script's accidents restored on the paper configuration (inherit = paper)
+    ("paper + no relabel (script)", "the script's relabel branch never runs: no EMA exchange",
+     {"inherit": "paper", "relabel_every": 0}),
+    ("paper + double softmax, balance 2200 (script)", "EAC as in the script: Softmax in the model "
+     "and again in the loss, class-balance weight 2,200", {"inherit": "paper", "eac_double_softmax": True,
+                                                           "eac_balance_weight": 2200.0}),
+    ("paper + whole-tensor Adam (script)", "Adam with weight decay over all N label rows at every step",
+     {"inherit": "paper", "label_update_all_rows": True}),
+    ("paper + no ridge (script)", "lambda = 0 (raised only if the Cholesky factorisation fails)",
+     {"inherit": "paper", "ridge": 0.0}),
+    ("paper + balance prior on the whole batch", "IPC balance prior on all 7,000 batch rows, not 1,024",
+     {"inherit": "paper", "balance_rows": 0}),
 ]
 
 BASELINE_NAMES = {
@@ -118,7 +133,7 @@ def uncovered_config_differences() -> Dict[str, Tuple[object, object]]:
     """Keys where configs/default.toml differs from paper.toml that no ABLATIONS entry sets back."""
     from .config import load_config
     d, p = load_config("default").to_dict(), load_config("paper").to_dict()
-    covered = {k for _, _, over in ABLATIONS for k in over}
+    covered = {k for _, _, over in ABLATIONS if over.get("inherit", "default") == "default" for k in over}
     return {k: (d[k], p[k]) for k in d if k != "name" and d[k] != p[k] and k not in covered}
 
 
@@ -387,7 +402,9 @@ def run_quality(data: Cifar, settings: Sequence[str], *, noise_seed: int = 0, me
                  "uses no clean label")]
         if ablations:
             for name, desc, over in ABLATIONS:
-                runs.append((f"ablation: {name}", "ablation", load_config("default", **ep).replace(**over),
+                over = dict(over)
+                base = over.pop("inherit", "default")     # script-accident rows start from paper
+                runs.append((f"ablation: {name}", "ablation", load_config(base, **ep).replace(**over),
                              [dmlp_seeds[0]], False, desc))
         for method, kind, cfg, seeds, auto, note in runs:
             ms = []
@@ -762,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-ablations", action="store_true", help="no ablation rows")
     p.add_argument("--no-probe", action="store_true", help="skip the downstream linear probe")
     p.add_argument("--device", default="cpu", help="device of the speed and scale parts: cpu or cuda")
+    p.add_argument("--quality-device", default="cpu", help="device of the DMLP rows of the quality part (baselines and probes run on the CPU)")
     p.add_argument("--scale-dir", default=DEFAULT_SCALE_DIR, help="folder of the synthetic Clothing1M-scale "
                    "data (generated once, reused)")
     p.add_argument("--scale-sizes", choices=sorted(SCALE_SIZES), default="full",
@@ -815,7 +833,7 @@ def main(argv=None) -> int:
     emit(f"Command: `python scripts/benchmark.py {' '.join(map(shlex.quote, argv))}`  \n"
          f"Date: {info['date']}  \nMachine: {info['cpu']}, {info['cores']} cores (torch threads "
          f"{info['torch_threads']}), torch {info['torch']}, Python {info['python']}  \n"
-         f"Device: quality part cpu; speed/scale part {info['device']}")
+         f"Device: quality part (DMLP rows) {args.quality_device}; speed/scale part {info['device']}")
     quality_rows, speed_rows = [], []
     data = None
     if quality or speed:
@@ -827,7 +845,7 @@ def main(argv=None) -> int:
         quality_rows, histories = run_quality(
             data, settings, noise_seed=args.seed, meta_size=meta_size, dmlp_seeds=seeds, baselines=names,
             run_dmlp_rows=not args.skip_dmlp, ablations=not args.skip_ablations, probe=probe,
-            epochs=epochs, device="cpu", notes=notes)
+            epochs=epochs, device=args.quality_device, notes=notes)
         n_eval = len(data.y) - meta_size
         emit("## Quality: summary (label accuracy, %)")
         emit(summary_table(quality_rows, settings))

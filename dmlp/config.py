@@ -37,6 +37,7 @@ class Config:
     label_lr: float = 0.01
     label_betas: tuple = (0.5, 0.999)
     label_weight_decay: float = 3e-4
+    label_update_all_rows: bool = False  # the script's accident: Adam + decay on the whole tensor
     meta_ce_weight: float = 1.0
     meta_mse_weight: float = 1.0
     meta_mse_reduction: str = "sum"   # "sum" (authors) or "mean" over meta rows
@@ -50,6 +51,7 @@ class Config:
     eac_lr_decay: float = 0.1
     eac_confidence_penalty: float = 0.4
     eac_balance_weight: float = 1.0
+    eac_double_softmax: bool = False  # the script's accident: Softmax in the model and in the loss
     eac_forward_correction: bool = False  # train EAC through the noise-transition matrix
     eac_meta_weight: float = 0.0      # weight of cross-entropy on the clean meta rows in EAC
     relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)

@@ -52,6 +52,8 @@ class AuxiliaryClassifier:
         """Loss on a batch; ``targets`` is V x rows (class indices per view)."""
         cfg = self.cfg
         z = self.logits(X)                                       # V x b x C
+        if cfg.eac_double_softmax:                               # the script: Linear -> Softmax -> CE
+            z = F.softmax(z, dim=-1)
         log_p = F.log_softmax(z, dim=-1)
         if transition is not None:
             # forward correction: p(given | x) = sum_c p(c | x) T[c, given]
@@ -81,7 +83,10 @@ class AuxiliaryClassifier:
     @torch.no_grad()
     def predict_proba(self, X: torch.Tensor) -> torch.Tensor:
         """V x rows x C class probabilities."""
-        return F.softmax(self.logits(X), dim=-1)
+        z = self.logits(X)
+        if self.cfg.eac_double_softmax:
+            z = F.softmax(z, dim=-1)
+        return F.softmax(z, dim=-1)
 
     def state_dict(self):
         return {"weight": self.weight.detach().clone(), "bias": self.bias.detach().clone(),

@@ -175,20 +175,17 @@ def bayes_posterior(ipc_soft: np.ndarray, eac_train: np.ndarray, eac_meta_oof: n
         # carry the out-of-fold EAC posterior instead, like any other row
         eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
             _normalise(eac_meta_oof * transition[:, meta_given].T)
-        # two graph experts: the purified labels + meta labels, and the meta labels alone (which
-        # stays informative when the given labels are mostly noise)
-        for name, train_seeds in (("graph", ipc_soft), ("graph_meta", np.zeros_like(ipc_soft))):
-            seeds = np.vstack([train_seeds, onehot_meta])
-            p_graph = propagate(graph, seeds, cfg.graph_alpha, cfg.graph_steps)
-            graph_meta = np.zeros((M, C))
-            for f in np.unique(meta_fold):
-                held = meta_fold == f
-                s = seeds.copy()
-                s[N + np.nonzero(held)[0]] = eac_q_meta[held] if name == "graph" else 0.0
-                graph_meta[held] = propagate(graph, s, cfg.graph_alpha, cfg.graph_steps)[N:][held]
-            terms_train.append(_log(_normalise(p_graph[:N] + 1e-6)))
-            terms_meta.append(_log(_normalise(graph_meta + 1e-6)))
-            names.append(name)
+        seeds = np.vstack([ipc_soft, onehot_meta])
+        p_graph = propagate(graph, seeds, cfg.graph_alpha, cfg.graph_steps)
+        graph_meta = np.zeros((M, C))
+        for f in np.unique(meta_fold):
+            held = meta_fold == f
+            s = seeds.copy()
+            s[N + np.nonzero(held)[0]] = eac_q_meta[held]
+            graph_meta[held] = propagate(graph, s, cfg.graph_alpha, cfg.graph_steps)[N:][held]
+        terms_train.append(_log(_normalise(p_graph[:N] + 1e-6)))
+        terms_meta.append(_log(_normalise(graph_meta + 1e-6)))
+        names.append("graph")
     if transition is not None and meta_given is not None:
         terms_train.append(_log(transition[:, given].T))
         terms_meta.append(_log(transition[:, meta_given].T))

@@ -199,7 +199,12 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
             X_B = store.batch(k)
             t = time.perf_counter()
             loss, grad = label_gradient(flat[rows], X_B, factors[k], meta_X, meta_onehot, meta_weights, cfg, balance)
-            adam.step(flat, rows, grad)
+            if cfg.label_update_all_rows:   # the script: one Adam over the whole N x C tensor
+                full = torch.zeros_like(flat)
+                full[rows] = grad
+                adam.step(flat, slice(None), full)
+            else:
+                adam.step(flat, rows, grad)
             epoch_loss += float(loss)
             t2 = time.perf_counter()
             if eac is not None:
