@@ -63,6 +63,7 @@ class Config:
     final_decision: str = "argmax"    # "argmax" of the views' labels, or "bayes" (see below)
     graph_k: int = 0                  # k of the cosine kNN graph (0 = no graph propagation)
     graph_power: float = 3.0
+    graph_dims: int = 256             # streamed (larger-than-RAM) features: graph on this many PCA dims
     graph_alpha: float = 0.9
     graph_steps: int = 30
     posterior_rounds: int = 0         # EM rounds of the Bayes decision (transition model)

@@ -289,8 +289,25 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
         eac_meta = np.full((len(meta_y), ipc_soft.shape[1]), 1.0 / ipc_soft.shape[1])
     graph = None
     if cfg.graph_k > 0:
-        all_rows = torch.cat([store.rows(r).cpu() for r in batches] + [meta_X.cpu()])
-        graph = knn_graph(all_rows, cfg.graph_k, cfg.graph_power, cfg.seed)
+        graph = knn_graph(_graph_features(store, batches, meta_X, cfg), cfg.graph_k, cfg.graph_power, cfg.seed)
     q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
                               meta_given, meta_y, fold, graph, transition, cfg)
     return torch.as_tensor(q), info
+
+
+def _graph_features(store, batches, meta_X, cfg) -> torch.Tensor:
+    """Rows the kNN graph is built on: training rows (batch order) then meta rows, on the CPU.
+
+    Features held in RAM are used as they are.  Streamed ones (too large for RAM) are projected
+    batch by batch on their top ``graph_dims`` principal directions (estimated on the meta rows
+    and the first batch), so the graph costs N x graph_dims floats instead of a full copy.
+    """
+    if store.resident or meta_X.shape[1] <= cfg.graph_dims:
+        return torch.cat([store.rows(r).cpu() for r in batches] + [meta_X.cpu()])
+    sample = torch.cat([store.rows(batches[0]), meta_X]).double()
+    mean = sample.mean(0)
+    _, _, Vt = torch.linalg.svd(sample - mean, full_matrices=False)
+    P = Vt[: cfg.graph_dims].T.float()
+    mean = mean.float()
+    project = lambda X: ((X - mean) @ P).cpu()
+    return torch.cat([project(store.rows(r)) for r in batches] + [project(meta_X)])
