@@ -60,3 +60,19 @@ def snapshot(folder: Path) -> dict:
     """name -> (bytes, mtime_ns) of every file in ``folder`` (recursively)."""
     return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_script(script: Path, *args, timeout=120):
+    """Run ``scripts/<script>`` from the repo root as a subprocess."""
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_cli_error(proc, *needles):
+    """Exit code 2, exactly one ``error:`` line on stderr naming every needle, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

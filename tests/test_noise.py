@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import cli_helpers
+from cli_helpers import assert_cli_error
+
 from dmlp.errors import InputError
 from dmlp.noise import (CIFAR10_ASYM, CIFAR100_COARSE, cifar100_asym_transition, make_noisy_labels,
                         noise_report)
@@ -29,17 +32,7 @@ def cifar10_labels():
 
 
 def run_script(*args):
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-
-
-def assert_cli_error(proc, *needles):
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    assert "Traceback" not in proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+    return cli_helpers.run_script(SCRIPT, *args)
 
 
 @pytest.fixture()
