@@ -66,7 +66,6 @@ class Config:
     graph_dims: int = 256             # streamed (larger-than-RAM) features: graph on this many PCA dims
     graph_alpha: float = 0.9
     graph_steps: int = 30
-    posterior_rounds: int = 0         # EM rounds of the Bayes decision (transition model)
     transition_smoothing: float = 0.5
 
     # --- meta set without clean labels (--meta auto) --------------------------------------
