@@ -57,15 +57,19 @@ def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: f
 # --- the feature graph ------------------------------------------------------------------------
 
 def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
-              probes: int = 8) -> sp.csr_matrix:
+              probes: int = 8, overwrite_input: bool = False) -> sp.csr_matrix:
     """Symmetric, normalised cosine kNN graph ``D^-1/2 (W + W') D^-1/2``, ``W_ij = max(sim, 0)^power``.
 
     Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
     their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
     rows of the ``probes`` buckets nearest to it, so the cost grows as n^1.5 instead of n^2.
-    Small inputs are searched exhaustively.
+    Small inputs are searched exhaustively.  ``overwrite_input=True`` normalises a float32
+    ``features`` in place instead of copying it (the caller's copy is not needed afterwards).
     """
-    Z = torch.nn.functional.normalize(features.float(), dim=1)
+    if overwrite_input and features.dtype == torch.float32:
+        Z = features.div_(features.norm(dim=1, keepdim=True).clamp_min(1e-12))
+    else:
+        Z = torch.nn.functional.normalize(features.float(), dim=1)
     n = Z.shape[0]
     k = min(k, n - 1)
     n_lists = int(math.sqrt(n))

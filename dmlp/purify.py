@@ -289,7 +289,8 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
         eac_meta = np.full((len(meta_y), ipc_soft.shape[1]), 1.0 / ipc_soft.shape[1])
     graph = None
     if cfg.graph_k > 0:
-        graph = knn_graph(_graph_features(store, batches, meta_X, cfg), cfg.graph_k, cfg.graph_power, cfg.seed)
+        graph = knn_graph(_graph_features(store, batches, meta_X, cfg), cfg.graph_k, cfg.graph_power,
+                          cfg.seed, overwrite_input=True)    # a fresh copy: normalise it in place
     q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
                               meta_given, meta_y, fold, graph, transition, cfg)
     return torch.as_tensor(q), info

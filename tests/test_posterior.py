@@ -1,0 +1,79 @@
+"""The default's final decision: transition matrix, kNN graph, propagation, calibrated exponents."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dmlp.posterior import (estimate_transition, fit_exponents, knn_graph, propagate,
+                            transition_from_posteriors)
+
+
+def test_transition_counts_meta_rows_with_smoothing():
+    true = np.array([0, 0, 0, 1, 1, 2])
+    given = np.array([0, 0, 1, 1, 1, 0])
+    T = estimate_transition(true, given, 3, smoothing=0.5)
+    # row 0: counts (2, 1, 0) + 0.5 each -> (2.5, 1.5, 0.5) / 4.5
+    np.testing.assert_allclose(T[0], np.array([2.5, 1.5, 0.5]) / 4.5)
+    np.testing.assert_allclose(T.sum(1), 1.0)
+    assert estimate_transition(true, None, 3) is None          # no given labels: estimated later
+
+
+def test_transition_from_posteriors_soft_counts():
+    prob = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])
+    given = np.array([0, 1, 1, 0])
+    T = transition_from_posteriors(prob, given, smoothing=0.0)
+    # class 0: given 0 with mass 1.5, given 1 with mass 1.0
+    np.testing.assert_allclose(T[0], [1.5 / 2.5, 1.0 / 2.5])
+    np.testing.assert_allclose(T[1], [0.5 / 1.5, 1.0 / 1.5])
+
+
+def _brute_force_knn(X, k):
+    Z = torch.nn.functional.normalize(X, dim=1)
+    sim = Z @ Z.T
+    sim.fill_diagonal_(-2)
+    return sim.topk(k, dim=1).indices.numpy()
+
+
+def test_knn_graph_exhaustive_matches_brute_force_and_is_symmetric_normalised():
+    X = torch.randn(600, 12, generator=torch.Generator().manual_seed(0))
+    S = knn_graph(X, k=5, power=3.0)
+    assert abs(S - S.T).max() < 1e-12                          # symmetric (up to rounding)
+    assert S.diagonal().max() == 0                             # no self loops
+    nn = _brute_force_knn(X, 5)
+    for i in range(0, 600, 37):                                # every kNN edge is in the graph,
+        assert set(nn[i][X[i] @ X[nn[i]].T > 0]) <= set(S[i].indices)   # except negative-similarity ones
+    # D^-1/2 W D^-1/2 has spectral radius 1
+    assert abs(np.max(np.abs(np.linalg.eigvalsh(S.toarray()))) - 1.0) < 1e-8
+
+
+def test_knn_graph_inverted_file_recall_and_in_place_normalisation():
+    g = torch.Generator().manual_seed(1)
+    centres = torch.randn(20, 16, generator=g) * 3
+    X = centres[torch.randint(0, 20, (24000,), generator=g)] + torch.randn(24000, 16, generator=g)
+    S = knn_graph(X.clone(), k=10, seed=0)                     # n > 20000: inverted-file search
+    S2 = knn_graph(X.clone(), k=10, seed=0, overwrite_input=True)
+    assert (S != S2).nnz == 0                                  # in-place path gives the same graph
+    rows = np.arange(0, 24000, 997)
+    nn = _brute_force_knn(X, 10)
+    recall = np.mean([len(set(nn[i]) & set(S[i].indices)) / 10 for i in rows])
+    assert recall > 0.8
+
+
+def test_propagate_reads_neighbours_only():
+    import scipy.sparse as sp
+    # a path 0 - 1 - 2: row 2's value comes from row 1 only
+    W = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], dtype=float))
+    seeds = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
+    out = propagate(W, seeds, alpha=0.0, steps=1)              # alpha 0: F = seeds, read S F
+    np.testing.assert_allclose(out, W @ seeds)
+
+
+def test_fit_exponents_recovers_the_informative_expert():
+    rng = np.random.default_rng(0)
+    n, C = 2000, 4
+    truth = rng.integers(0, C, n)
+    good = np.full((n, C), 0.1)
+    good[np.arange(n), truth] = 0.7                            # calibrated, informative
+    noise = rng.dirichlet(np.ones(C), n)                       # uninformative
+    w = fit_exponents([np.log(good), np.log(noise)], truth)
+    assert w[0] > 0.8 and w[1] < 0.2
