@@ -23,10 +23,8 @@ report the child's own ``ru_maxrss`` (``os.wait4``), which is exact.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as _dt
-import io as _io
 import json
 import math
 import os
@@ -44,6 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .errors import InputError
+from .cli import ArgumentParser
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = "../shared/data/cifar10-effnet-lite2"          # relative to the repo root
@@ -754,8 +753,8 @@ def plot_histories(histories: dict, path: Path, setting: str) -> Optional[str]:
 
 # ----------------------------------------------------------------------------- CLI
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> "ArgumentParser":
+    p = ArgumentParser(
         prog="benchmark.py",
         description="DMLP benchmark: label-quality table against baselines (CIFAR-10 features), speed "
                     "and Clothing1M-scale tables.  Writes OUT_DIR/benchmarks.md and CSV files.")

@@ -20,6 +20,7 @@ import numpy as np
 
 from .data import check_labels
 from .errors import InputError
+from .data import require_file
 
 # noise type -> (key of the noisy labels, key of the clean labels it must be checked against)
 NOISE_TYPES = {
@@ -77,11 +78,7 @@ def load_cifar_n_file(path) -> dict:
     """Load a CIFAR-N ``*_human.pt`` dict safely (weights_only=True + a numpy allow-list)."""
     import torch  # local: the rest of the package does not need torch at import time
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"--cifar-n: file not found ({path})")
-    if path.is_dir():
-        raise InputError(f"--cifar-n: is a folder, not a .pt file ({path})")
+    path = require_file(path, "--cifar-n", "a .pt file")
     try:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -20,6 +20,16 @@ from .errors import InputError
 FEATURE_DTYPES = (np.float16, np.float32, np.float64)
 
 
+def require_file(path, name: str, kind: str) -> Path:
+    """Raise :class:`InputError` unless ``path`` is an existing file (``kind`` names what it should be)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{name}: file not found ({path})")
+    if path.is_dir():
+        raise InputError(f"{name}: is a folder, not {kind} ({path})")
+    return path
+
+
 def load_npy(path, *, what: Optional[str] = None, mmap: bool = True) -> np.ndarray:
     """Open a ``.npy`` file read-only (memory-mapped when possible), refusing pickles.
 
@@ -28,10 +38,7 @@ def load_npy(path, *, what: Optional[str] = None, mmap: bool = True) -> np.ndarr
     """
     path = Path(path)
     name = what or path.name
-    if not path.exists():
-        raise InputError(f"{name}: file not found ({path})")
-    if path.is_dir():
-        raise InputError(f"{name}: is a folder, not a .npy file ({path})")
+    require_file(path, name, "a .npy file")
     try:
         with open(path, "rb") as fh:
             version = np.lib.format.read_magic(fh)

@@ -21,6 +21,7 @@ import numpy as np
 
 from .data import check_labels, load_npy
 from .errors import InputError
+from .data import require_file
 from .io import save_noise_file
 
 FORMATS = {"dividemix": "%.1f_%s.json", "c2d": "%.2f_%s.json"}
@@ -91,11 +92,7 @@ def export_noise_files(labels, data_path, r: float, noise_mode: str,
 
 def read_noise_file(path, n_rows: Optional[int] = None, n_classes: Optional[int] = None) -> np.ndarray:
     """Read a DivideMix/C2D JSON noise file (a list of N ints) as int64 labels, validated."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"--from-noise-file: file not found ({path})")
-    if path.is_dir():
-        raise InputError(f"--from-noise-file: is a folder, not a JSON file ({path})")
+    path = require_file(path, "--from-noise-file", "a JSON file")
     try:
         with open(path, "r", encoding="utf-8") as fh:
             data = json.load(fh)

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import run_cli
+from .cli import ArgumentParser, run_cli
 from .errors import InputError
 from .io import save_text
 
@@ -106,13 +106,8 @@ def parse_run(spec: str):
     return name, data_dir, run_dir
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one-line error instead of argparse's usage dump
-        raise InputError(message)
-
-
 def main(argv=None):
-    p = _Parser(prog="python -m dmlp.sweep_table", description=__doc__,
+    p = ArgumentParser(prog="python -m dmlp.sweep_table", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="NAME=DATA_DIR:RUN_DIR",
                    help="one per row, in table order: the make_noisy_labels folder and DMLP.py --out folder")

@@ -31,6 +31,7 @@ from typing import Callable, Dict
 import torch
 
 from ..errors import InputError
+from ..data import require_file
 from .backbones import ResNetFeatures, build_backbone, infer_arch
 
 FORMATS = ("c2d", "sthalles", "leftthomas", "spijkervet", "moco", "plain")
@@ -42,11 +43,7 @@ def read_checkpoint(path) -> object:
     ``argparse.Namespace`` is allowed too because SupContrast/C2D store their options (``opt``)
     beside the weights; it holds only plain values and rebuilds without running code.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"checkpoint {path}: file not found")
-    if path.is_dir():
-        raise InputError(f"checkpoint {path}: is a folder, not a checkpoint file")
+    path = require_file(path, f"checkpoint {Path(path).name}", "a checkpoint file")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)

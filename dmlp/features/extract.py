@@ -7,7 +7,6 @@ deterministic: eval mode, no augmentation, a fixed order, one fixed batch size.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from ..data import load_npy
 from ..errors import InputError
+from ..cli import ArgumentParser
 from ..io import save_json
 from .backbones import ARCHS, STEMS
 from .checkpoints import FORMATS, load_backbone
@@ -115,8 +115,8 @@ def _make_parents(folder: Path):
 
 # ----------------------------------------------------------------------------- command line
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def build_parser() -> "ArgumentParser":
+    p = ArgumentParser(
         prog="extract_features.py",
         description="Extract label-free features (e.g. trainfeatures.npy / testfeatures.npy) "
                     "from images with a SimCLR/MoCo ResNet checkpoint.")
