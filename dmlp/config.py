@@ -31,6 +31,8 @@ class Config:
     meta_size: int = 1000           # clean rows drawn from the training set (authors: 1,000)
     resident_limit_gb: float = 4.0  # features up to this size (as float32) are held in RAM;
                                     # larger ones stream batch by batch from the memory map
+    compute_dtype: str = "auto"     # dtype of the large batch products: "auto" = bfloat16 on CPUs
+                                    # with native bf16 arithmetic (AVX512-BF16/AMX), else float32
 
     # --- IPC: learnable labels, closed-form inner estimator, meta-gradient update ---------
     ridge: float = 1e-6             # lambda relative to trace(X'X)/d; raised if Cholesky fails
@@ -81,7 +83,8 @@ class Config:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
-_CHOICES = {"meta_mse_reduction": ("sum", "mean"), "final_decision": ("argmax", "bayes")}
+_CHOICES = {"meta_mse_reduction": ("sum", "mean"), "final_decision": ("argmax", "bayes"),
+            "compute_dtype": ("auto", "float32", "bfloat16")}
 
 
 def _coerce(values: dict, source: str) -> dict:

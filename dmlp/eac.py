@@ -21,37 +21,47 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .ipc import class_balance_kl
+from .ipc import RowAdam, _softmax_rows, balance_kl_grad, class_balance_kl
 
 
 class AuxiliaryClassifier:
-    """Stacked linear classifiers (one per view) with their Adam optimiser."""
+    """Stacked linear classifiers (one per view) with their Adam optimiser.
+
+    :meth:`loss` is the objective written with autograd (the reference the tests check);
+    :meth:`step` takes one Adam step with the same gradient written out by hand, and with the
+    batch products in ``compute_dtype`` (bfloat16 on CPUs that multiply it natively).
+    """
 
     def __init__(self, n_features: int, n_classes: int, n_views: int, cfg,
-                 generator: torch.Generator, device="cpu", dtype=torch.float32):
-        self.C, self.V, self.cfg = n_classes, n_views, cfg
+                 generator: torch.Generator, device="cpu", dtype=torch.float32,
+                 compute_dtype=torch.float32):
+        self.C, self.V, self.cfg, self.compute_dtype = n_classes, n_views, cfg, compute_dtype
         bound = 1.0 / math.sqrt(n_features)  # nn.Linear's default initialisation
         w = (torch.rand(n_features, n_views * n_classes, generator=generator, dtype=torch.float64) * 2 - 1) * bound
         b = (torch.rand(n_views * n_classes, generator=generator, dtype=torch.float64) * 2 - 1) * bound
-        self.weight = w.to(device=device, dtype=dtype).requires_grad_(True)
-        self.bias = b.to(device=device, dtype=dtype).requires_grad_(True)
-        self.optimizer = torch.optim.Adam([self.weight, self.bias], lr=cfg.eac_lr)
+        self.weight = w.to(device=device, dtype=dtype)
+        self.bias = b.to(device=device, dtype=dtype)
+        # Adam as torch.optim.Adam (betas 0.9/0.999, eps 1e-8, no decay), without its import cost
+        self.adam_weight = RowAdam(n_features, n_views * n_classes, cfg.eac_lr, (0.9, 0.999), 0.0, dtype, device)
+        self.adam_bias = RowAdam(1, n_views * n_classes, cfg.eac_lr, (0.9, 0.999), 0.0, dtype, device)
 
     def logits(self, X: torch.Tensor) -> torch.Tensor:
         """V x rows x C logits."""
-        return torch.addmm(self.bias, X, self.weight).view(X.shape[0], self.V, self.C).transpose(0, 1)
+        z = torch.addmm(self.bias, X.to(self.weight.dtype), self.weight)
+        return z.view(X.shape[0], self.V, self.C).transpose(0, 1)
 
     def set_epoch(self, epoch: int) -> None:
         lr = self.cfg.eac_lr * (self.cfg.eac_lr_decay if epoch >= self.cfg.eac_lr_decay_epoch else 1.0)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        self.adam_weight.lr = self.adam_bias.lr = lr
 
     def loss(self, X: torch.Tensor, targets: torch.Tensor,
              transition: Optional[torch.Tensor] = None,
-             meta: Optional[tuple] = None) -> torch.Tensor:
-        """Loss on a batch; ``targets`` is V x rows (class indices per view)."""
+             meta: Optional[tuple] = None, weight=None, bias=None) -> torch.Tensor:
+        """Loss on a batch (autograd reference); ``targets`` is V x rows (class indices per view)."""
         cfg = self.cfg
-        z = self.logits(X)                                       # V x b x C
+        weight = self.weight if weight is None else weight
+        bias = self.bias if bias is None else bias
+        z = torch.addmm(bias, X, weight).view(X.shape[0], self.V, self.C).transpose(0, 1)   # V x b x C
         if cfg.eac_double_softmax:                               # the script: Linear -> Softmax -> CE
             z = F.softmax(z, dim=-1)
         log_p = F.log_softmax(z, dim=-1)
@@ -68,17 +78,84 @@ class AuxiliaryClassifier:
             loss = loss + cfg.eac_balance_weight * class_balance_kl(z)
         if meta is not None and cfg.eac_meta_weight:
             meta_X, meta_y, meta_weights = meta                  # weights V x M, see ipc.meta_view_weights
-            log_pm = F.log_softmax(self.logits(meta_X), dim=-1)  # V x M x C
+            zm = torch.addmm(bias, meta_X, weight).view(len(meta_X), self.V, self.C).transpose(0, 1)
+            log_pm = F.log_softmax(zm, dim=-1)                   # V x M x C
             ce = -log_pm.gather(-1, meta_y.view(1, -1, 1).expand(self.V, -1, 1)).squeeze(-1)
             loss = loss + cfg.eac_meta_weight * (meta_weights * ce).sum()
         return loss
 
+    def _logit_grad(self, z, targets, transition):
+        """``(loss, d loss / d z)`` of the batch terms of :meth:`loss`.
+
+        ``z`` is class-major, V x C x b (the class reductions then run along contiguous rows),
+        ``targets`` V x b.
+        """
+        cfg = self.cfg
+        b = z.shape[-1]
+        shifted = z - z.amax(1, keepdim=True)
+        p = shifted.exp()
+        total = p.sum(1, keepdim=True)
+        p /= total
+        need_log = cfg.eac_confidence_penalty or transition is None
+        logp = shifted - total.log() if need_log else None
+        if transition is not None:
+            T_t = transition[:, targets].transpose(0, 1)             # V x C x b: T[c, target]
+            q = (p * T_t).sum(1, keepdim=True).clamp_min(1e-12)      # p(given | x), V x 1 x b
+            loss = -q.log().sum() / b
+            G = T_t.div_(q).mul_(-1.0 / b)                           # d loss / d p
+        else:
+            loss = -logp.gather(1, targets.unsqueeze(1)).sum() / b
+            G = None
+        if cfg.eac_balance_weight:
+            mean_p = p.mean(2, keepdim=True).clamp_min(1e-12)       # V x C x 1
+            loss = loss + cfg.eac_balance_weight * (-math.log(self.C) - mean_p.log().mean(1)).sum()
+            g_bal = (-cfg.eac_balance_weight / (self.C * b)) / mean_p
+            G = g_bal if G is None else G.add_(g_bal)
+        dz = p * (G - (p * G).sum(1, keepdim=True)) if G is not None else torch.zeros_like(p)
+        if transition is None:                                       # cross-entropy: (p - onehot) / b
+            dz += p / b
+            dz.scatter_add_(1, targets.unsqueeze(1), torch.full((self.V, 1, b), -1.0 / b, dtype=z.dtype, device=z.device))
+        if cfg.eac_confidence_penalty:
+            entropy = -(p * logp).sum(1, keepdim=True)              # V x 1 x b
+            loss = loss - cfg.eac_confidence_penalty * entropy.sum() / b
+            dz += (cfg.eac_confidence_penalty / b) * p * (logp + entropy)
+        return loss, dz
+
+    def gradients(self, X, targets, transition=None, meta=None):
+        """``(loss, d loss / d weight, d loss / d bias)`` of :meth:`loss`, written out by hand."""
+        cfg = self.cfg
+        if cfg.eac_double_softmax:       # the script's accident: kept on the autograd path
+            w = self.weight.clone().requires_grad_(True)
+            bias = self.bias.clone().requires_grad_(True)
+            loss = self.loss(X.to(w.dtype), targets, transition, meta, w, bias)
+            gw, gb = torch.autograd.grad(loss, (w, bias))
+            return loss.detach(), gw, gb
+        b = X.shape[0]
+        Xc = X if X.dtype == self.compute_dtype else X.to(self.compute_dtype)
+        # class-major logits V*C x b: W'X'
+        z = (self.weight.T.to(Xc.dtype) @ Xc.T).to(self.weight.dtype) + self.bias.unsqueeze(1)
+        loss, dz = self._logit_grad(z.view(self.V, self.C, b), targets, transition)
+        dz = dz.view(-1, b)
+        gw = (dz.to(Xc.dtype) @ Xc).to(self.weight.dtype).T
+        gb = dz.sum(1)
+        if meta is not None and cfg.eac_meta_weight:
+            meta_X, meta_y, meta_weights = meta
+            zm = torch.addmm(self.bias, meta_X, self.weight).view(len(meta_X), self.V, self.C)
+            pm, logpm = _softmax_rows(zm)
+            w_m = cfg.eac_meta_weight * meta_weights.T.unsqueeze(-1)          # M x V x 1
+            y = meta_y.view(-1, 1, 1).expand(-1, self.V, 1)
+            loss = loss - (w_m * logpm.gather(-1, y)).sum()
+            dzm = (w_m * (pm - torch.zeros_like(pm).scatter_(-1, y, 1.0))).reshape(len(meta_X), -1)
+            gw = gw + meta_X.T @ dzm
+            gb = gb + dzm.sum(0)
+        return loss, gw, gb
+
     def step(self, X, targets, transition=None, meta=None) -> float:
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(X, targets, transition, meta)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach().item()
+        """One Adam step on a batch ``X`` (rows x d, any float dtype); returns the loss."""
+        loss, gw, gb = self.gradients(X, targets, transition, meta)
+        self.adam_weight.step(self.weight, slice(None), gw)
+        self.adam_bias.step(self.bias.view(1, -1), slice(None), gb.view(1, -1))
+        return float(loss)
 
     @torch.no_grad()
     def predict_proba(self, X: torch.Tensor) -> torch.Tensor:
@@ -89,13 +166,14 @@ class AuxiliaryClassifier:
         return F.softmax(z, dim=-1)
 
     def state_dict(self):
-        return {"weight": self.weight.detach().clone(), "bias": self.bias.detach().clone(),
-                "optimizer": self.optimizer.state_dict()}
+        return {"weight": self.weight.clone(), "bias": self.bias.clone(),
+                "adam_weight": {k: v.clone() for k, v in self.adam_weight.state_dict().items()},
+                "adam_bias": {k: v.clone() for k, v in self.adam_bias.state_dict().items()}}
 
     def load_state_dict(self, state):
-        with torch.no_grad():
-            self.weight.copy_(state["weight"]); self.bias.copy_(state["bias"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.weight.copy_(state["weight"]); self.bias.copy_(state["bias"])
+        self.adam_weight.load_state_dict(state["adam_weight"])
+        self.adam_bias.load_state_dict(state["adam_bias"])
 
 
 def exchange(labels_B: torch.Tensor, predictions_B: torch.Tensor, momentum: float) -> None:

@@ -125,13 +125,121 @@ def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,
     return loss
 
 
+def _softmax_rows(logits: torch.Tensor):
+    """Softmax over the last dim and its log, for short class dims (cheaper than F.softmax here)."""
+    z = logits - logits.amax(-1, keepdim=True)
+    e = z.exp()
+    s = e.sum(-1, keepdim=True)
+    return e / s, z - s.log()
+
+
+def balance_kl_grad(logits: torch.Tensor):
+    """``(KL(uniform || mean softmax), d KL / d logits)`` over the rows of ``logits`` (V x rows x C)."""
+    p, _ = _softmax_rows(logits)
+    n_rows, C = logits.shape[-2], logits.shape[-1]
+    mean_prob = p.mean(-2, keepdim=True).clamp_min(1e-12)           # V x 1 x C
+    value = (-math.log(C) - mean_prob.log().mean(-1)).sum()
+    g = -1.0 / (C * n_rows * mean_prob)                             # d KL / d p
+    return value, p * (g - (p * g).sum(-1, keepdim=True))
+
+
+def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torch.Tensor,
+                    meta_weights: torch.Tensor, cfg):
+    """``(loss, dLoss/d meta_logits, dLoss/d balance_logits)`` of the meta objective.
+
+    ``meta_logits`` is M x V*C (the estimator's predictions on the meta rows, views stacked),
+    ``balance_logits`` n x V*C (on the batch rows of the class-balance prior) or None.  Written
+    out by hand (the tests check it against autograd): it runs at every step, and the autograd
+    graph would cost more than the arithmetic.
+    """
+    m, C = meta_onehot.shape
+    V = meta_weights.shape[0]
+    z = meta_logits.view(m, V, C)
+    weights = meta_weights.T.unsqueeze(-1)                          # M x V x 1
+    loss = z.new_zeros(())
+    dz = torch.zeros_like(z)
+    if cfg.meta_ce_weight:
+        p, logp = _softmax_rows(z)
+        loss = loss - cfg.meta_ce_weight * (weights * logp * meta_onehot.unsqueeze(1)).sum()
+        dz += cfg.meta_ce_weight * weights * (p - meta_onehot.unsqueeze(1))
+    if cfg.meta_mse_weight:
+        r = z - meta_onehot.unsqueeze(1)
+        s = (weights > 0).to(z.dtype) if cfg.meta_mse_reduction == "sum" else weights
+        loss = loss + cfg.meta_mse_weight * (s * r * r).sum()
+        dz += 2.0 * cfg.meta_mse_weight * s * r
+    d_balance = None
+    if cfg.meta_balance_weight and balance_logits is not None:
+        n = balance_logits.shape[0]
+        kl, d = balance_kl_grad(balance_logits.view(n, V, C).transpose(0, 1))   # V x n x C
+        loss = loss + cfg.meta_balance_weight * kl
+        d_balance = cfg.meta_balance_weight * d.transpose(0, 1).reshape(n, V * C)
+    return loss, dz.view(m, V * C), d_balance
+
+
+def meta_loss_grad(W: torch.Tensor, meta_features: torch.Tensor, meta_onehot: torch.Tensor,
+                   meta_weights: torch.Tensor, cfg, balance_features=None):
+    """``(loss, dLoss/dW)`` of :func:`meta_objective` as a function of the estimator ``W``."""
+    use_balance = bool(cfg.meta_balance_weight) and balance_features is not None
+    loss, d_meta, d_balance = meta_logit_grad(
+        meta_features @ W, balance_features @ W if use_balance else None, meta_onehot, meta_weights, cfg)
+    dW = meta_features.T @ d_meta
+    if use_balance:
+        dW += balance_features.T @ d_balance
+    return loss, dW
+
+
 def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
                    balance_rows: slice = slice(None)):
-    """Return ``(loss, dLoss/dY_B)`` through the closed form (autograd over d x d solves)."""
-    Y_B = Y_B.detach().requires_grad_(True)
-    loss = meta_objective(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg, balance_rows)
-    (grad,) = torch.autograd.grad(loss, Y_B)
-    return loss.detach(), grad
+    """Return ``(loss, dLoss/dY_B)`` through the closed form (d x d solves only).
+
+    ``dLoss/dY_B = X_B (X_B'X_B + lambda I)^-1 dLoss/dW``: the chain rule through
+    ``W = (X_B'X_B + lambda I)^-1 X_B'Y_B`` with the cached factor ``L_B``.
+    """
+    W = closed_form(X_B, Y_B, L_B)
+    loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, X_B[balance_rows])
+    return loss, X_B @ torch.cholesky_solve(dW, L_B)
+
+
+class BatchFactor:
+    """What IPC caches for one batch of the fixed partition, and the batch's label gradient.
+
+    Always ``L``, the Cholesky factor of ``X_B'X_B + lambda I``.  With a low-precision
+    ``whiten_dtype`` (bfloat16 on CPUs that multiply it natively) the batch is also kept
+    whitened: ``Q = X_B L^-T`` and ``K = [X_meta; X_balance] L^-T``.  Then the closed form's
+    predictions are ``X_meta W = K_meta (Q'Y)`` and the label gradient is ``Q K' G``: every
+    product runs in that precision on a well-conditioned basis (``Q'Q = I`` up to the ridge),
+    so rounding is not amplified by an ill-conditioned Gram matrix, and no solve is left in
+    the loop.  Otherwise the gradient goes through ``W`` and two cached-factor solves.
+    """
+
+    def __init__(self, X_B: torch.Tensor, ridge: float, balance_rows: slice,
+                 meta_features: torch.Tensor, whiten_dtype=None):
+        self.L, self.lam = factor_gram(X_B, ridge)
+        self.n_meta = meta_features.shape[0]
+        self.Q = self.K = None
+        if whiten_dtype is None:
+            self.balance_features = X_B[balance_rows].clone()
+        else:
+            Q = torch.linalg.solve_triangular(self.L, X_B.T, upper=False).T          # X_B L^-T
+            K_meta = torch.linalg.solve_triangular(self.L, meta_features.T, upper=False).T
+            self.K = torch.cat([K_meta, Q[balance_rows]]).to(whiten_dtype)
+            self.Q = Q.to(whiten_dtype)
+
+    def gradient(self, Y_B, X_B, meta_features, meta_onehot, meta_weights, cfg):
+        """``(loss, dLoss/dY_B)`` of the meta objective for this batch (``X_B`` read only when
+        not whitened)."""
+        if self.Q is None:
+            W = torch.cholesky_solve(X_B.T @ Y_B, self.L)
+            loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, self.balance_features)
+            return loss, X_B @ torch.cholesky_solve(dW, self.L)
+        low = self.Q.dtype
+        A = (Y_B.T.to(low) @ self.Q).T                               # Q'Y, d x V*C
+        logits = (self.K @ A).float()
+        m = self.n_meta
+        loss, d_meta, d_balance = meta_logit_grad(logits[:m], logits[m:], meta_onehot, meta_weights, cfg)
+        d_logits = d_meta if d_balance is None else torch.cat([d_meta, d_balance])
+        dA = (d_logits.T.to(low) @ self.K[:len(d_logits)]).T           # K'G, d x V*C
+        return loss, (self.Q @ dA).float()
 
 
 class RowAdam:

@@ -26,7 +26,6 @@ from typing import Optional
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.optimize import minimize
 
 log = logging.getLogger("dmlp")
 
@@ -63,13 +62,17 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
     Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
     their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
     rows of the ``probes`` buckets nearest to it, so the cost grows as n^1.5 instead of n^2.
-    Small inputs are searched exhaustively.  ``overwrite_input=True`` normalises a float32
+    Small inputs are searched exhaustively.  The normalised rows are kept in the dtype of
+    ``features`` (float32, or bfloat16 where the features are held so); similarities are
+    float32 products of them.  ``overwrite_input=True`` normalises
     ``features`` in place instead of copying it (the caller's copy is not needed afterwards).
+    The graph is float32 (scipy CSR).
     """
-    if overwrite_input and features.dtype == torch.float32:
-        Z = features.div_(features.norm(dim=1, keepdim=True).clamp_min(1e-12))
-    else:
-        Z = torch.nn.functional.normalize(features.float(), dim=1)
+    dtype = features.dtype if features.dtype in (torch.float32, torch.bfloat16) else torch.float32
+    Z = features if overwrite_input and features.dtype == dtype else torch.empty(features.shape, dtype=dtype)
+    for s in range(0, len(features), 16384):        # normalise in float32, chunk by chunk
+        chunk = features[s:s + 16384].float()
+        Z[s:s + 16384] = chunk / chunk.norm(dim=1, keepdim=True).clamp_min(1e-12)
     n = Z.shape[0]
     k = min(k, n - 1)
     n_lists = int(math.sqrt(n))
@@ -79,33 +82,35 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
         groups, candidates = _inverted_file(Z, n_lists, probes, seed)
     rows, cols, vals = [], [], []
     for members, cand in zip(groups, candidates):
+        Zc = Z[cand].float()
         for s in range(0, len(members), 2048):
             q = members[s:s + 2048]
-            sim = Z[q] @ Z[cand].T
+            sim = Z[q].float() @ Zc.T       # float32 products: bf16 outputs would tie near 1
             sim[cand.unsqueeze(0) == q.unsqueeze(1)] = -2.0          # never your own neighbour
             v, i = sim.topk(min(k, len(cand) - 1), dim=1)
             rows.append(q.unsqueeze(1).expand_as(i).reshape(-1))
             cols.append(cand[i].reshape(-1))
             vals.append(v.reshape(-1))
     rows, cols = torch.cat(rows).numpy(), torch.cat(cols).numpy()
-    vals = torch.cat(vals).clamp_min(0).double().numpy() ** power
-    W = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+    vals = torch.cat(vals).clamp_min(0).numpy() ** power
+    W = sp.csr_matrix((vals.astype(np.float32), (rows, cols)), shape=(n, n))
     W = W + W.T
     deg = np.asarray(W.sum(1)).ravel()
-    inv = 1.0 / np.sqrt(np.maximum(deg, 1e-12))
+    inv = (1.0 / np.sqrt(np.maximum(deg, 1e-12))).astype(np.float32)
     return (sp.diags(inv) @ W @ sp.diags(inv)).tocsr()
 
 
 def _inverted_file(Z, n_lists, probes, seed, iters=5):
     g = torch.Generator().manual_seed(seed)
-    sample = Z[torch.randperm(Z.shape[0], generator=g)[: 64 * n_lists]]
+    sample = Z[torch.randperm(Z.shape[0], generator=g)[: 64 * n_lists]].float()
     cent = sample[torch.randperm(sample.shape[0], generator=g)[:n_lists]].clone()
     for _ in range(iters):           # spherical k-means on a sample
         assign = (sample @ cent.T).argmax(1)
         cent.index_add_(0, assign, sample, alpha=1.0)   # keep old centre as a weak prior
         cent = torch.nn.functional.normalize(cent, dim=1)
+    cent = cent.to(Z.dtype)
     assign = torch.cat([(Z[s:s + 16384] @ cent.T).argmax(1) for s in range(0, Z.shape[0], 16384)])
-    near = (cent @ cent.T).topk(probes, dim=1).indices
+    near = (cent.float() @ cent.float().T).topk(probes, dim=1).indices
     order = torch.argsort(assign, stable=True)
     counts = torch.bincount(assign, minlength=n_lists)
     starts = torch.cumsum(counts, 0) - counts
@@ -119,7 +124,10 @@ def _inverted_file(Z, n_lists, probes, seed, iters=5):
 
 
 def propagate(S: sp.csr_matrix, seeds: np.ndarray, alpha: float, steps: int) -> np.ndarray:
-    """Label propagation F <- alpha S F + (1 - alpha) Y0, read out from the neighbours (S F)."""
+    """Label propagation F <- alpha S F + (1 - alpha) Y0, read out from the neighbours (S F).
+
+    Linear in the seeds: several seedings propagate at once as column blocks of ``seeds``.
+    """
     F = seeds.copy()
     for _ in range(steps):
         F = alpha * (S @ F) + (1 - alpha) * seeds
@@ -137,26 +145,52 @@ def _log(P):
     return np.log(np.clip(P, 1e-12, None))
 
 
-def fit_exponents(log_terms, truth: np.ndarray, fixed=None) -> np.ndarray:
-    """Non-negative exponents of a product of experts, by maximum likelihood of ``truth``."""
+def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
+                  iters: int = 50) -> np.ndarray:
+    """Non-negative exponents of a product of experts, by maximum likelihood of ``truth``.
+
+    The negative log-likelihood is that of a multinomial logit in the exponents, so it is
+    convex; projected Newton steps on the box ``[0, upper]`` (the few exponents make the
+    Hessian tiny) with a backtracking line search find its minimum.
+    """
     fixed = fixed if fixed is not None else np.zeros_like(log_terms[0])
+    L = np.stack(log_terms)                                     # K x n x C
     idx = np.arange(len(truth))
 
-    def nll(w):
-        z = fixed + sum(wi * li for wi, li in zip(w, log_terms))
+    def evaluate(w):
+        z = fixed + np.tensordot(w, L, axes=1)
         z = z - z.max(1, keepdims=True)
-        p = np.exp(z)
-        lse = np.log(p.sum(1))
+        lse = np.log(np.exp(z).sum(1))
+        soft = np.exp(z - lse[:, None])
         value = -(z[idx, truth] - lse).mean()
-        soft = p / p.sum(1, keepdims=True)
-        onehot = np.zeros_like(soft)
-        onehot[idx, truth] = 1
-        grad = np.array([-((onehot - soft) * li).sum(1).mean() for li in log_terms])
-        return value, grad
+        mean_l = (soft[None] * L).sum(-1)                          # K x n: E_soft[l_k]
+        grad = -(L[:, idx, truth] - mean_l).mean(1)
+        hess = np.einsum("inc,jnc,nc->ij", L, L, soft) / len(truth) - mean_l @ mean_l.T / len(truth)
+        return value, grad, hess
 
-    res = minimize(nll, np.ones(len(log_terms)), jac=True, method="L-BFGS-B",
-                   bounds=[(0.0, 20.0)] * len(log_terms))
-    return res.x
+    w = np.ones(len(log_terms))
+    value, grad, hess = evaluate(w)
+    for _ in range(iters):
+        # variables held at a bound by their gradient stay there; Newton on the others
+        free = ~(((w <= 0) & (grad > 0)) | ((w >= upper) & (grad < 0)))
+        step = np.zeros_like(w)
+        if free.any():
+            H = hess[np.ix_(free, free)] + 1e-9 * np.eye(int(free.sum()))
+            step[free] = -np.linalg.solve(H, grad[free])
+        t = 1.0
+        while t > 1e-6:
+            trial = np.clip(w + t * step, 0.0, upper)
+            new = evaluate(trial)
+            if new[0] <= value + 1e-4 * grad @ (trial - w):
+                break
+            t *= 0.5
+        else:
+            break
+        if abs(value - new[0]) < 1e-12:
+            w, (value, grad, hess) = trial, new
+            break
+        w, (value, grad, hess) = trial, new
+    return w
 
 
 def bayes_posterior(ipc_soft: np.ndarray, eac_train: np.ndarray, eac_meta_oof: np.ndarray,
@@ -179,14 +213,20 @@ def bayes_posterior(ipc_soft: np.ndarray, eac_train: np.ndarray, eac_meta_oof: n
         # carry the out-of-fold EAC posterior instead, like any other row
         eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
             _normalise(eac_meta_oof * transition[:, meta_given].T)
-        seeds = np.vstack([ipc_soft, onehot_meta])
-        p_graph = propagate(graph, seeds, cfg.graph_alpha, cfg.graph_steps)
-        graph_meta = np.zeros((M, C))
-        for f in np.unique(meta_fold):
-            held = meta_fold == f
+        seeds = np.vstack([ipc_soft, onehot_meta]).astype(np.float32)
+        folds = np.unique(meta_fold)
+        blocks = [seeds]
+        for f in folds:                 # the same seeds with fold f held out, as extra columns
             s = seeds.copy()
-            s[N + np.nonzero(held)[0]] = eac_q_meta[held]
-            graph_meta[held] = propagate(graph, s, cfg.graph_alpha, cfg.graph_steps)[N:][held]
+            held = np.nonzero(meta_fold == f)[0]
+            s[N + held] = eac_q_meta[held]
+            blocks.append(s)
+        propagated = propagate(graph, np.hstack(blocks), cfg.graph_alpha, cfg.graph_steps)
+        p_graph = propagated[:, :C].astype(np.float64)
+        graph_meta = np.zeros((M, C))
+        for j, f in enumerate(folds, start=1):
+            held = meta_fold == f
+            graph_meta[held] = propagated[N:, j * C:(j + 1) * C][held]
         terms_train.append(_log(_normalise(p_graph[:N] + 1e-6)))
         terms_meta.append(_log(_normalise(graph_meta + 1e-6)))
         names.append("graph")

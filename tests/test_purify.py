@@ -153,8 +153,20 @@ def test_purify_accepts_float16_memmap_and_streams(mixture, tmp_path, one_thread
     mm[:] = X[M:].astype(np.float16)
     mm.flush()
     feats = np.load(tmp_path / "x.npy", mmap_mode="r")
-    cfg = load_config("paper").replace(epochs=3, batch_size=1000)
+    cfg = load_config("paper").replace(epochs=3, batch_size=1000, compute_dtype="float32")
     kw = dict(config=cfg, n_classes=5, device="cpu", progress=False)
     a = purify(feats, noisy[M:], X[:M], y[:M], **kw)
     b = purify(feats, noisy[M:], X[:M], y[:M], **{**kw, "config": cfg.replace(resident_limit_gb=0.0)})
     assert a.soft_labels.tobytes() == b.soft_labels.tobytes()
+
+
+def test_bfloat16_products_agree_with_float32(mixture):
+    """The bf16 path (whitened IPC basis, bf16 EAC products) changes almost no label."""
+    X, y, noisy = mixture
+    cfg = load_config("default").replace(epochs=20, batch_size=1000)
+    kw = dict(n_classes=5, device="cpu", progress=False, meta_noisy_labels=noisy[:M])
+    ref = purify(X[M:], noisy[M:], X[:M], y[:M], config=cfg.replace(compute_dtype="float32"), **kw)
+    low = purify(X[M:], noisy[M:], X[:M], y[:M], config=cfg.replace(compute_dtype="bfloat16"), **kw)
+    assert (ref.labels == low.labels).mean() > 0.99
+    assert np.abs(ref.soft_labels - low.soft_labels).mean() < 0.01
+    assert abs((ref.labels == y[M:]).mean() - (low.labels == y[M:]).mean()) < 0.01
