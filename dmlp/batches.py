@@ -61,8 +61,9 @@ class FeatureStore:
         return self.rows(self.batches[k])
 
     def float_batch(self, k: int) -> torch.Tensor:
-        """Batch ``k`` in float32 whatever the storage dtype (read again from the source if needed)."""
-        if self.dtype == torch.float32:
+        """Batch ``k`` in float32 (or float64) whatever the storage dtype (read again from the
+        source when held in bfloat16)."""
+        if self.dtype in (torch.float32, torch.float64):
             return self.batch(k)
         return self._read(self.order[self.batches[k]])
 

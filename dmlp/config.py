@@ -65,7 +65,8 @@ class Config:
     final_decision: str = "argmax"    # "argmax" of the views' labels, or "bayes" (see below)
     graph_k: int = 0                  # k of the cosine kNN graph (0 = no graph propagation)
     graph_power: float = 3.0
-    graph_dims: int = 256             # streamed (larger-than-RAM) features: graph on this many PCA dims
+    graph_dims: int = 256             # wider features: graph on this many PCA dims (0 = raw features)
+    graph_probes: int = 32            # inverted-file buckets searched per bucket (recall vs time)
     graph_alpha: float = 0.9
     graph_steps: int = 30
     transition_smoothing: float = 0.5

@@ -78,7 +78,7 @@ class AuxiliaryClassifier:
             loss = loss + cfg.eac_balance_weight * class_balance_kl(z)
         if meta is not None and cfg.eac_meta_weight:
             meta_X, meta_y, meta_weights = meta                  # weights V x M, see ipc.meta_view_weights
-            zm = torch.addmm(bias, meta_X, weight).view(len(meta_X), self.V, self.C).transpose(0, 1)
+            zm = torch.addmm(bias, meta_X.to(weight.dtype), weight).view(len(meta_X), self.V, self.C).transpose(0, 1)
             log_pm = F.log_softmax(zm, dim=-1)                   # V x M x C
             ce = -log_pm.gather(-1, meta_y.view(1, -1, 1).expand(self.V, -1, 1)).squeeze(-1)
             loss = loss + cfg.eac_meta_weight * (meta_weights * ce).sum()
@@ -139,15 +139,21 @@ class AuxiliaryClassifier:
         gw = (dz.to(Xc.dtype) @ Xc).to(self.weight.dtype).T
         gb = dz.sum(1)
         if meta is not None and cfg.eac_meta_weight:
-            meta_X, meta_y, meta_weights = meta
-            zm = torch.addmm(self.bias, meta_X, self.weight).view(len(meta_X), self.V, self.C)
-            pm, logpm = _softmax_rows(zm)
-            w_m = cfg.eac_meta_weight * meta_weights.T.unsqueeze(-1)          # M x V x 1
-            y = meta_y.view(-1, 1, 1).expand(-1, self.V, 1)
-            loss = loss - (w_m * logpm.gather(-1, y)).sum()
-            dzm = (w_m * (pm - torch.zeros_like(pm).scatter_(-1, y, 1.0))).reshape(len(meta_X), -1)
-            gw = gw + meta_X.T @ dzm
-            gb = gb + dzm.sum(0)
+            meta_X, meta_y, meta_weights = meta                      # weights V x M
+            Xm = meta_X if meta_X.dtype == Xc.dtype else meta_X.to(Xc.dtype)
+            m = Xm.shape[0]
+            zm = ((self.weight.T.to(Xc.dtype) @ Xm.T).to(self.weight.dtype)
+                  + self.bias.unsqueeze(1)).view(self.V, self.C, m)  # class-major V x C x M
+            shifted = zm - zm.amax(1, keepdim=True)
+            pm = shifted.exp()
+            total = pm.sum(1, keepdim=True)
+            pm /= total
+            y = meta_y.view(1, 1, m).expand(self.V, 1, m)
+            w_m = cfg.eac_meta_weight * meta_weights.unsqueeze(1).to(zm.dtype)   # V x 1 x M
+            loss = loss - (w_m * (shifted.gather(1, y) - total.log())).sum()
+            dzm = (pm * w_m).scatter_add_(1, y, -w_m).view(-1, m)
+            gw = gw + (dzm.to(Xc.dtype) @ Xm).to(self.weight.dtype).T
+            gb = gb + dzm.sum(1)
         return loss, gw, gb
 
     def step(self, X, targets, transition=None, meta=None) -> float:

@@ -148,13 +148,15 @@ def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torc
     """``(loss, dLoss/d meta_logits, dLoss/d balance_logits)`` of the meta objective.
 
     ``meta_logits`` is M x V*C (the estimator's predictions on the meta rows, views stacked),
-    ``balance_logits`` n x V*C (on the batch rows of the class-balance prior) or None.  Written
+    ``balance_logits`` n x V*C (on the batch rows of the class-balance prior) or None, both
+    optionally with leading batch dims (the loss is then summed over them).  Written
     out by hand (the tests check it against autograd): it runs at every step, and the autograd
     graph would cost more than the arithmetic.
     """
     m, C = meta_onehot.shape
     V = meta_weights.shape[0]
-    z = meta_logits.view(m, V, C)
+    lead = meta_logits.shape[:-2]                                   # optional batch dims
+    z = meta_logits.view(*lead, m, V, C)
     weights = meta_weights.T.unsqueeze(-1)                          # M x V x 1
     loss = z.new_zeros(())
     dz = torch.zeros_like(z)
@@ -169,11 +171,11 @@ def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torc
         dz += 2.0 * cfg.meta_mse_weight * s * r
     d_balance = None
     if cfg.meta_balance_weight and balance_logits is not None:
-        n = balance_logits.shape[0]
-        kl, d = balance_kl_grad(balance_logits.view(n, V, C).transpose(0, 1))   # V x n x C
+        n = balance_logits.shape[-2]
+        kl, d = balance_kl_grad(balance_logits.view(*lead, n, V, C).transpose(-3, -2))   # V x n x C
         loss = loss + cfg.meta_balance_weight * kl
-        d_balance = cfg.meta_balance_weight * d.transpose(0, 1).reshape(n, V * C)
-    return loss, dz.view(m, V * C), d_balance
+        d_balance = cfg.meta_balance_weight * d.transpose(-3, -2).reshape(*lead, n, V * C)
+    return loss, dz.view(*lead, m, V * C), d_balance
 
 
 def meta_loss_grad(W: torch.Tensor, meta_features: torch.Tensor, meta_onehot: torch.Tensor,
@@ -201,45 +203,76 @@ def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
 
 
 class BatchFactor:
-    """What IPC caches for one batch of the fixed partition, and the batch's label gradient.
+    """IPC for one batch of the fixed partition: the Cholesky factor ``L`` of
+    ``X_B'X_B + lambda I``, computed once and reused every epoch (used when the features
+    stream from disk, or for the script's whole-tensor Adam; see :class:`WhitenedBatches`)."""
 
-    Always ``L``, the Cholesky factor of ``X_B'X_B + lambda I``.  With a low-precision
-    ``whiten_dtype`` (bfloat16 on CPUs that multiply it natively) the batch is also kept
-    whitened: ``Q = X_B L^-T`` and ``K = [X_meta; X_balance] L^-T``.  Then the closed form's
-    predictions are ``X_meta W = K_meta (Q'Y)`` and the label gradient is ``Q K' G``: every
-    product runs in that precision on a well-conditioned basis (``Q'Q = I`` up to the ridge),
-    so rounding is not amplified by an ill-conditioned Gram matrix, and no solve is left in
-    the loop.  Otherwise the gradient goes through ``W`` and two cached-factor solves.
-    """
-
-    def __init__(self, X_B: torch.Tensor, ridge: float, balance_rows: slice,
-                 meta_features: torch.Tensor, whiten_dtype=None):
+    def __init__(self, X_B: torch.Tensor, ridge: float, balance_rows: slice):
         self.L, self.lam = factor_gram(X_B, ridge)
-        self.n_meta = meta_features.shape[0]
-        self.Q = self.K = None
-        if whiten_dtype is None:
-            self.balance_features = X_B[balance_rows].clone()
-        else:
-            Q = torch.linalg.solve_triangular(self.L, X_B.T, upper=False).T          # X_B L^-T
-            K_meta = torch.linalg.solve_triangular(self.L, meta_features.T, upper=False).T
-            self.K = torch.cat([K_meta, Q[balance_rows]]).to(whiten_dtype)
-            self.Q = Q.to(whiten_dtype)
+        self.balance_features = X_B[balance_rows].clone()
 
     def gradient(self, Y_B, X_B, meta_features, meta_onehot, meta_weights, cfg):
-        """``(loss, dLoss/dY_B)`` of the meta objective for this batch (``X_B`` read only when
-        not whitened)."""
-        if self.Q is None:
-            W = torch.cholesky_solve(X_B.T @ Y_B, self.L)
-            loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, self.balance_features)
-            return loss, X_B @ torch.cholesky_solve(dW, self.L)
+        """``(loss, dLoss/dY_B)`` of the meta objective for this batch."""
+        W = torch.cholesky_solve(X_B.T @ Y_B, self.L)
+        loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, self.balance_features)
+        return loss, X_B @ torch.cholesky_solve(dW, self.L)
+
+
+class WhitenedBatches:
+    """IPC for every batch of the partition at once, on whitened features held in RAM.
+
+    Each batch is kept whitened, ``Q = X_B L^-T`` and ``K = [X_meta; X_balance] L^-T`` with
+    ``L L' = X_B'X_B + lambda I``.  Then the closed form's predictions are
+    ``X_meta W = K_meta (Q'Y)`` and the label gradient is ``Q K' G`` (G: loss gradient w.r.t.
+    the predictions): no solve is left in the loop, and on a well-conditioned basis
+    (``Q'Q = I`` up to the ridge) the products can run in bfloat16 without the rounding being
+    amplified by an ill-conditioned Gram matrix.  Within an epoch the batches' IPC steps are
+    independent (a batch's estimator sees only its own labels), so all batches go through
+    one batched product; batches whose sizes differ by one are padded with zero rows.
+    """
+
+    def __init__(self, store, ridge: float, balance_rows: slice, meta_features: torch.Tensor, dtype):
+        batches = store.batches
+        sizes = [s.stop - s.start for s in batches]
+        nb, b_max, d = len(batches), max(sizes), meta_features.shape[1]
+        dev = meta_features.device
+        self.n_meta, self.n_rows = meta_features.shape[0], sum(sizes)
+        self.Q = torch.zeros(nb, b_max, d, dtype=dtype, device=dev)
+        K = []
+        for k in range(nb):
+            X = store.float_batch(k)
+            L, _ = factor_gram(X, ridge)
+            eye = torch.eye(d, dtype=L.dtype, device=dev)
+            L_inv_T = torch.linalg.solve_triangular(L, eye, upper=False).T          # L^-T
+            Q = X @ L_inv_T                                                          # X_B L^-T
+            K.append(torch.cat([meta_features @ L_inv_T, Q[balance_rows]]).to(dtype))
+            self.Q[k, :len(X)] = Q.to(dtype)
+        self.K = torch.stack(K)
+        self.pad_index = None
+        if min(sizes) < b_max:      # position of each padded slot in the label matrix (N = zero row)
+            index = torch.full((nb, b_max), self.n_rows, dtype=torch.long)
+            for k, s in enumerate(batches):
+                index[k, :sizes[k]] = torch.arange(s.start, s.stop)
+            self.pad_index = index.to(dev)
+            self.valid = (index < self.n_rows).view(-1).to(dev)
+
+    def gradient(self, labels: torch.Tensor, meta_onehot, meta_weights, cfg):
+        """``(loss summed over batches, dLoss/dlabels)`` for the whole N x V*C label matrix."""
+        nb, b_max, _ = self.Q.shape
+        cols = labels.shape[1]
+        if self.pad_index is None:
+            Y = labels.view(nb, b_max, cols)
+        else:
+            Y = torch.cat([labels, labels.new_zeros(1, cols)])[self.pad_index]
         low = self.Q.dtype
-        A = (Y_B.T.to(low) @ self.Q).T                               # Q'Y, d x V*C
-        logits = (self.K @ A).float()
+        At = torch.bmm(Y.transpose(1, 2).to(low), self.Q)                 # (Q'Y)', nb x V*C x d
+        logits = torch.bmm(self.K, At.transpose(1, 2)).to(labels.dtype)    # nb x (M + R) x V*C
         m = self.n_meta
-        loss, d_meta, d_balance = meta_logit_grad(logits[:m], logits[m:], meta_onehot, meta_weights, cfg)
-        d_logits = d_meta if d_balance is None else torch.cat([d_meta, d_balance])
-        dA = (d_logits.T.to(low) @ self.K[:len(d_logits)]).T           # K'G, d x V*C
-        return loss, (self.Q @ dA).float()
+        loss, d_meta, d_balance = meta_logit_grad(logits[:, :m], logits[:, m:], meta_onehot, meta_weights, cfg)
+        d_logits = d_meta if d_balance is None else torch.cat([d_meta, d_balance], 1)
+        dAt = torch.bmm(d_logits.transpose(1, 2).to(low), self.K[:, :d_logits.shape[1]])   # (K'G)'
+        grad = torch.bmm(self.Q, dAt.transpose(1, 2)).to(labels.dtype).view(nb * b_max, cols)
+        return loss, (grad if self.pad_index is None else grad[self.valid])
 
 
 class RowAdam:

@@ -62,9 +62,10 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
     Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
     their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
     rows of the ``probes`` buckets nearest to it, so the cost grows as n^1.5 instead of n^2.
-    Small inputs are searched exhaustively.  The normalised rows are kept in the dtype of
-    ``features`` (float32, or bfloat16 where the features are held so); similarities are
-    float32 products of them.  ``overwrite_input=True`` normalises
+    Small inputs are searched exhaustively.  Similarities are computed in the dtype of
+    ``features`` (float32, or bfloat16 where the features are held so: 2-3x faster; neighbours
+    whose similarities differ by less than its rounding, 2^-8, may swap ranks, but their
+    weights are then equal to that precision too).  ``overwrite_input=True`` normalises
     ``features`` in place instead of copying it (the caller's copy is not needed afterwards).
     The graph is float32 (scipy CSR).
     """
@@ -82,14 +83,16 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
         groups, candidates = _inverted_file(Z, n_lists, probes, seed)
     rows, cols, vals = [], [], []
     for members, cand in zip(groups, candidates):
-        Zc = Z[cand].float()
+        Zc = Z[cand]
+        k_eff = min(k, len(cand) - 1)
         for s in range(0, len(members), 2048):
             q = members[s:s + 2048]
-            sim = Z[q].float() @ Zc.T       # float32 products: bf16 outputs would tie near 1
-            sim[cand.unsqueeze(0) == q.unsqueeze(1)] = -2.0          # never your own neighbour
-            v, i = sim.topk(min(k, len(cand) - 1), dim=1)
-            rows.append(q.unsqueeze(1).expand_as(i).reshape(-1))
-            cols.append(cand[i].reshape(-1))
+            v, i = (Z[q] @ Zc.T).topk(k_eff + 1, dim=1)            # k + 1: the row itself is among them
+            v, i = v.float(), cand[i]
+            v[i == q.unsqueeze(1)] = -3.0                           # never your own neighbour
+            v, j = v.topk(k_eff, dim=1)                             # (else the (k+1)-th drops out)
+            rows.append(q.unsqueeze(1).expand_as(j).reshape(-1))
+            cols.append(i.gather(1, j).reshape(-1))
             vals.append(v.reshape(-1))
     rows, cols = torch.cat(rows).numpy(), torch.cat(cols).numpy()
     vals = torch.cat(vals).clamp_min(0).numpy() ** power

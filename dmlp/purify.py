@@ -25,7 +25,7 @@ from .batches import FeatureStore, make_partition
 from .config import Config, load_config
 from .eac import AuxiliaryClassifier, exchange
 from .errors import InputError
-from .ipc import BatchFactor, RowAdam, factor_gram, meta_folds, meta_view_weights
+from .ipc import BatchFactor, RowAdam, WhitenedBatches, factor_gram, meta_folds, meta_view_weights
 
 
 @dataclass
@@ -167,13 +167,19 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     order, batches = make_partition(N, cfg.batch_size, cfg.seed)
     store = FeatureStore(features, order, batches, dev, cfg.resident_limit_gb,
                          resolve_compute_dtype(cfg.compute_dtype, dev))
-    low_precision = store.dtype != torch.float32
     meta_X = torch.as_tensor(np.asarray(meta_features, dtype=np.float32), device=dev)
     meta_y = torch.as_tensor(meta_y_np, device=dev)
     meta_onehot = torch.nn.functional.one_hot(meta_y, C).float()
     balance = slice(0, cfg.balance_rows) if cfg.balance_rows > 0 else slice(None)
-    factors = [BatchFactor(store.float_batch(k), cfg.ridge, balance, meta_X,
-                           whiten_dtype=store.dtype if low_precision else None) for k in range(len(batches))]
+    # all batches' IPC at once on whitened copies when they fit in RAM beside the features
+    # (the script's whole-tensor Adam couples the batches: it keeps the batch-by-batch path)
+    whitened = (store.resident and not cfg.label_update_all_rows
+                and 2 * N * d * store.data.element_size() <= cfg.resident_limit_gb * 2 ** 30)
+    if whitened:
+        ipc_all, factors = WhitenedBatches(store, cfg.ridge, balance, meta_X, store.dtype), None
+    else:
+        ipc_all, factors = None, [BatchFactor(store.float_batch(k), cfg.ridge, balance)
+                                  for k in range(len(batches))]
     given = torch.as_tensor(noisy_np[order], device=dev)       # batch order
     truth = None if true_labels is None else torch.as_tensor(np.asarray(true_labels)[order], device=dev)
 
@@ -201,7 +207,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
             eac.load_state_dict(checkpoint["eac"])
         start_epoch, history = int(checkpoint["epoch"]) + 1, list(checkpoint["history"])
     timings = {"setup": time.perf_counter() - t0, "ipc": 0.0, "eac": 0.0, "final": 0.0}
-    eac_meta = (meta_X, meta_y, meta_weights) if cfg.eac_meta_weight else None
+    eac_meta = (meta_X.to(store.dtype), meta_y, meta_weights) if cfg.eac_meta_weight else None
 
     def state():
         return {"epoch": epoch, "labels": labels.cpu().clone(), "history": list(history),
@@ -216,18 +222,25 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         if eac is not None:
             eac.set_epoch(epoch)
         epoch_loss = 0.0
+        if ipc_all is not None:     # IPC: every batch's labels take one meta-gradient step
+            t = time.perf_counter()
+            loss, grad = ipc_all.gradient(flat, meta_onehot, meta_weights, cfg)
+            adam.step(flat, slice(None), grad)
+            epoch_loss = float(loss)
+            timings["ipc"] += time.perf_counter() - t
         for k in visit:
             rows = batches[k]
             X_B = store.batch(k)
             t = time.perf_counter()
-            loss, grad = factors[k].gradient(flat[rows], X_B, meta_X, meta_onehot, meta_weights, cfg)
-            if cfg.label_update_all_rows:   # the script: one Adam over the whole N x C tensor
-                full = torch.zeros_like(flat)
-                full[rows] = grad
-                adam.step(flat, slice(None), full)
-            else:
-                adam.step(flat, rows, grad)
-            epoch_loss += float(loss)
+            if ipc_all is None:     # IPC batch by batch (features streamed, or whole-tensor Adam)
+                loss, grad = factors[k].gradient(flat[rows], X_B.float(), meta_X, meta_onehot, meta_weights, cfg)
+                if cfg.label_update_all_rows:   # the script: one Adam over the whole N x C tensor
+                    full = torch.zeros_like(flat)
+                    full[rows] = grad
+                    adam.step(flat, slice(None), full)
+                else:
+                    adam.step(flat, rows, grad)
+                epoch_loss += float(loss)
             t2 = time.perf_counter()
             if eac is not None:
                 if cfg.eac_forward_correction:
@@ -312,7 +325,7 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     graph = None
     if cfg.graph_k > 0:
         graph = knn_graph(_graph_features(store, batches, meta_X, cfg), cfg.graph_k, cfg.graph_power,
-                          cfg.seed, overwrite_input=True)    # a fresh copy: normalise it in place
+                          cfg.seed, probes=cfg.graph_probes, overwrite_input=True)    # a fresh copy: normalise it in place
     q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
                               meta_given, meta_y, fold, graph, transition, cfg)
     return torch.as_tensor(q), info
@@ -321,16 +334,18 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
 def _graph_features(store, batches, meta_X, cfg) -> torch.Tensor:
     """Rows the kNN graph is built on: training rows (batch order) then meta rows, on the CPU.
 
-    Features held in RAM are used as they are.  Streamed ones (too large for RAM) are projected
-    batch by batch on their top ``graph_dims`` principal directions (estimated on the meta rows
-    and the first batch), so the graph costs N x graph_dims floats instead of a full copy.
+    Features wider than ``graph_dims`` are centred and projected batch by batch on their top
+    ``graph_dims`` principal directions (estimated on the meta rows and the first batch): the
+    search then costs d / graph_dims times less, which buys more probes of the inverted file,
+    i.e. a closer-to-exact graph for the same time, and memory stays N x graph_dims.
     """
-    if store.resident or meta_X.shape[1] <= cfg.graph_dims:
+    if cfg.graph_dims <= 0 or meta_X.shape[1] <= cfg.graph_dims:
         return torch.cat([store.rows(r).cpu() for r in batches] + [meta_X.to(store.dtype).cpu()])
-    sample = torch.cat([store.rows(batches[0]), meta_X]).double()
+    sample = torch.cat([store.rows(batches[0]).float(), meta_X]).double().cpu()
     mean = sample.mean(0)
-    _, _, Vt = torch.linalg.svd(sample - mean, full_matrices=False)
-    P = Vt[: cfg.graph_dims].T.float()
-    mean = mean.float()
-    project = lambda X: ((X - mean) @ P).cpu()
+    centred = sample - mean
+    _, vectors = torch.linalg.eigh(centred.T @ centred)                  # ascending eigenvalues
+    P = vectors[:, -cfg.graph_dims:].flip(1).float().to(meta_X.device)
+    mean = mean.float().to(meta_X.device)
+    project = lambda X: ((X.float() - mean) @ P).to(store.dtype).cpu()
     return torch.cat([project(store.rows(r)) for r in batches] + [project(meta_X)])

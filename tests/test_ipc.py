@@ -149,6 +149,32 @@ def test_label_gradient_mse_only_matches_closed_form_expression():
     torch.testing.assert_close(grad, X @ torch.linalg.solve(A, meta_X.T @ G), rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("n_rows,batch_size", [(120, 40), (119, 40)])   # equal / padded batches
+def test_whitened_batches_equal_batch_by_batch_label_gradients(n_rows, batch_size):
+    """All batches at once on whitened features = the closed-form gradient of each batch."""
+    from dmlp.batches import FeatureStore, make_partition
+    from dmlp.ipc import WhitenedBatches
+    g = torch.Generator().manual_seed(8)
+    X = torch.randn(n_rows, D, generator=g, dtype=torch.float64) + 0.3
+    labels = torch.rand(n_rows, V * C, generator=g, dtype=torch.float64)
+    meta_X = torch.randn(M, D, generator=g, dtype=torch.float64)
+    meta_onehot = torch.nn.functional.one_hot(torch.arange(M) % C, C).double()
+    weights = meta_view_weights(M, V, cross_fit=True, seed=1, dtype=torch.float64)
+    order, batches = make_partition(n_rows, batch_size, seed=0)
+    store = FeatureStore(X, order, batches, "cpu", 4.0, dtype=torch.float64)
+    balance = slice(0, 15)
+    whitened = WhitenedBatches(store, 1e-3, balance, meta_X, torch.float64)
+    loss, grad = whitened.gradient(labels, meta_onehot, weights, CFG)
+    total = 0.0
+    for k, rows in enumerate(batches):
+        X_B = store.batch(k)
+        L, _ = factor_gram(X_B, 1e-3)
+        l_k, g_k = label_gradient(labels[rows], X_B, L, meta_X, meta_onehot, weights, CFG, balance)
+        torch.testing.assert_close(grad[rows], g_k, rtol=1e-8, atol=1e-10)
+        total += float(l_k)
+    assert float(loss) == pytest.approx(total, rel=1e-10)
+
+
 # --- RowAdam -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("weight_decay", [0.0, 3e-4, 0.1])
