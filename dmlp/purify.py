@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batches import FeatureStore, make_partition
+from .batches import FeatureStore, make_partition, release_freed_memory
 from .config import Config, load_config
 from .eac import AuxiliaryClassifier, exchange
 from .errors import InputError
@@ -177,6 +177,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                 and 2 * N * d * store.data.element_size() <= cfg.resident_limit_gb * 2 ** 30)
     if whitened:
         ipc_all, factors = WhitenedBatches(store, cfg.ridge, balance, meta_X, store.dtype), None
+        release_freed_memory()
     else:
         ipc_all, factors = None, [BatchFactor(store.float_batch(k), cfg.ridge, balance)
                                   for k in range(len(batches))]
@@ -272,6 +273,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
 
     # --- final labels ----------------------------------------------------------------------
     t = time.perf_counter()
+    ipc_all = factors = None                                     # the factorisations are done with
     soft = label_distribution(labels).mean(1)                   # N x C, batch order
     notes = {}
     if cfg.final_decision == "bayes":
@@ -324,8 +326,10 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
         eac_meta = np.full((len(meta_y), ipc_soft.shape[1]), 1.0 / ipc_soft.shape[1])
     graph = None
     if cfg.graph_k > 0:
+        release_freed_memory()
         graph = knn_graph(_graph_features(store, batches, meta_X, cfg), cfg.graph_k, cfg.graph_power,
-                          cfg.seed, probes=cfg.graph_probes, overwrite_input=True)    # a fresh copy: normalise it in place
+                          cfg.seed, probes=cfg.graph_probes, overwrite_input=True)
+        release_freed_memory()    # a fresh copy: normalise it in place
     q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
                               meta_given, meta_y, fold, graph, transition, cfg)
     return torch.as_tensor(q), info
@@ -341,11 +345,16 @@ def _graph_features(store, batches, meta_X, cfg) -> torch.Tensor:
     """
     if cfg.graph_dims <= 0 or meta_X.shape[1] <= cfg.graph_dims:
         return torch.cat([store.rows(r).cpu() for r in batches] + [meta_X.to(store.dtype).cpu()])
-    sample = torch.cat([store.rows(batches[0]).float(), meta_X]).double().cpu()
+    sample = torch.cat([store.rows(batches[0]).float(), meta_X])
     mean = sample.mean(0)
-    centred = sample - mean
-    _, vectors = torch.linalg.eigh(centred.T @ centred)                  # ascending eigenvalues
+    sample -= mean
+    _, vectors = torch.linalg.eigh((sample.T @ sample).double())        # ascending eigenvalues
+    del sample
     P = vectors[:, -cfg.graph_dims:].flip(1).float().to(meta_X.device)
-    mean = mean.float().to(meta_X.device)
-    project = lambda X: ((X.float() - mean) @ P).to(store.dtype).cpu()
-    return torch.cat([project(store.rows(r)) for r in batches] + [project(meta_X)])
+    N = sum(r.stop - r.start for r in batches)
+    out = torch.empty(N + len(meta_X), cfg.graph_dims, dtype=store.dtype)
+    for s in range(0, N, 4096):                  # in chunks: bounded float32 temporaries
+        e = min(s + 4096, N)
+        out[s:e] = ((store.rows(slice(s, e)).float() - mean) @ P).to(store.dtype).cpu()
+    out[N:] = ((meta_X - mean) @ P).to(store.dtype).cpu()
+    return out
