@@ -66,7 +66,8 @@ class Config:
     graph_k: int = 0                  # k of the cosine kNN graph (0 = no graph propagation)
     graph_power: float = 3.0
     graph_dims: int = 256             # wider features: graph on this many PCA dims (0 = raw features)
-    graph_probes: int = 32            # inverted-file buckets searched per bucket (recall vs time)
+    graph_candidates: int = 7000      # rows each row is compared with in the inverted-file kNN
+                                      # search (recall vs time; cost ~ N x this x graph_dims)
     graph_alpha: float = 0.9
     graph_steps: int = 30
     transition_smoothing: float = 0.5

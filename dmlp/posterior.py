@@ -56,12 +56,13 @@ def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: f
 # --- the feature graph ------------------------------------------------------------------------
 
 def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
-              probes: int = 8, overwrite_input: bool = False) -> sp.csr_matrix:
+              candidates: int = 7000, overwrite_input: bool = False) -> sp.csr_matrix:
     """Symmetric, normalised cosine kNN graph ``D^-1/2 (W + W') D^-1/2``, ``W_ij = max(sim, 0)^power``.
 
     Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
     their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
-    rows of the ``probes`` buckets nearest to it, so the cost grows as n^1.5 instead of n^2.
+    rows of the buckets nearest to it, as many as make about ``candidates`` rows (the recall
+    of the search grows with it; its cost is n x candidates instead of n^2).
     Small inputs are searched exhaustively.  Similarities are computed in the dtype of
     ``features`` (float32, or bfloat16 where the features are held so: 2-3x faster; neighbours
     whose similarities differ by less than its rounding, 2^-8, may swap ranks, but their
@@ -77,6 +78,7 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
     n = Z.shape[0]
     k = min(k, n - 1)
     n_lists = int(math.sqrt(n))
+    probes = max(1, round(candidates * n_lists / n))
     if n <= 20000 or n_lists <= probes:
         groups, candidates = [torch.arange(n)], [torch.arange(n)]
     else:

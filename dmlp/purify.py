@@ -328,7 +328,7 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     if cfg.graph_k > 0:
         release_freed_memory()
         graph = knn_graph(_graph_features(store, batches, meta_X, cfg), cfg.graph_k, cfg.graph_power,
-                          cfg.seed, probes=cfg.graph_probes, overwrite_input=True)
+                          cfg.seed, candidates=cfg.graph_candidates, overwrite_input=True)
         release_freed_memory()    # a fresh copy: normalise it in place
     q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
                               meta_given, meta_y, fold, graph, transition, cfg)
@@ -340,7 +340,7 @@ def _graph_features(store, batches, meta_X, cfg) -> torch.Tensor:
 
     Features wider than ``graph_dims`` are centred and projected batch by batch on their top
     ``graph_dims`` principal directions (estimated on the meta rows and the first batch): the
-    search then costs d / graph_dims times less, which buys more probes of the inverted file,
+    search then costs d / graph_dims times less, which buys more candidates in the inverted file,
     i.e. a closer-to-exact graph for the same time, and memory stays N x graph_dims.
     """
     if cfg.graph_dims <= 0 or meta_X.shape[1] <= cfg.graph_dims:
