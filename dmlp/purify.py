@@ -165,8 +165,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
 
     # --- setup: partition, features, cached factorisations --------------------------------
     order, batches = make_partition(N, cfg.batch_size, cfg.seed)
-    store = FeatureStore(features, order, batches, dev, cfg.resident_limit_gb,
-                         resolve_compute_dtype(cfg.compute_dtype, dev))
+    compute = resolve_compute_dtype(cfg.compute_dtype, dev)   # of the large products
+    store = FeatureStore(features, order, batches, dev, cfg.resident_limit_gb, compute)
     meta_X = torch.as_tensor(np.asarray(meta_features, dtype=np.float32), device=dev)
     meta_y = torch.as_tensor(meta_y_np, device=dev)
     meta_onehot = torch.nn.functional.one_hot(meta_y, C).float()
@@ -199,7 +199,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     labels = torch.nn.functional.one_hot(given, C).float().unsqueeze(1).repeat(1, V, 1)
     flat = labels.view(N, V * C)
     adam = RowAdam(N, V * C, cfg.label_lr, cfg.label_betas, cfg.label_weight_decay, device=dev)
-    eac = AuxiliaryClassifier(d, C, V, cfg, generator, device=dev, compute_dtype=store.dtype) if cfg.eac else None
+    eac = AuxiliaryClassifier(d, C, V, cfg, generator, device=dev, compute_dtype=compute) if cfg.eac else None
     start_epoch, history = 0, []
     if checkpoint is not None:
         labels.copy_(checkpoint["labels"].to(dev))
@@ -208,7 +208,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
             eac.load_state_dict(checkpoint["eac"])
         start_epoch, history = int(checkpoint["epoch"]) + 1, list(checkpoint["history"])
     timings = {"setup": time.perf_counter() - t0, "ipc": 0.0, "eac": 0.0, "final": 0.0}
-    eac_meta = (meta_X.to(store.dtype), meta_y, meta_weights) if cfg.eac_meta_weight else None
+    eac_meta = (meta_X.to(compute), meta_y, meta_weights) if cfg.eac_meta_weight else None
 
     def state():
         return {"epoch": epoch, "labels": labels.cpu().clone(), "history": list(history),
@@ -278,7 +278,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     notes = {}
     if cfg.final_decision == "bayes":
         soft, notes = _bayes_decision(soft, eac, store, batches, given, meta_X, meta_y_np,
-                                      meta_noisy_labels, transition_np, cfg, dev)
+                                      meta_noisy_labels, transition_np, cfg, dev, compute)
     timings["final"] = time.perf_counter() - t
     inverse = np.empty(N, dtype=np.int64)
     inverse[order] = np.arange(N)
@@ -304,7 +304,7 @@ def _meta_ridge_proba(store, meta_X, meta_onehot, ridge):
 
 
 def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_given,
-                    transition, cfg, dev):
+                    transition, cfg, dev, compute):
     """Gather the evidence (EAC, graph, transition) and call :func:`posterior.bayes_posterior`."""
     from .posterior import bayes_posterior, knn_graph
     V = cfg.views
@@ -327,7 +327,7 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     graph = None
     if cfg.graph_k > 0:
         release_freed_memory()
-        graph = knn_graph(_graph_features(store, batches, meta_X, cfg), cfg.graph_k, cfg.graph_power,
+        graph = knn_graph(_graph_features(store, batches, meta_X, cfg, compute), cfg.graph_k, cfg.graph_power,
                           cfg.seed, candidates=cfg.graph_candidates, overwrite_input=True)
         release_freed_memory()    # a fresh copy: normalise it in place
     q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
@@ -335,7 +335,7 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     return torch.as_tensor(q), info
 
 
-def _graph_features(store, batches, meta_X, cfg) -> torch.Tensor:
+def _graph_features(store, batches, meta_X, cfg, dtype) -> torch.Tensor:
     """Rows the kNN graph is built on: training rows (batch order) then meta rows, on the CPU.
 
     Features wider than ``graph_dims`` are centred and projected batch by batch on their top
@@ -344,7 +344,7 @@ def _graph_features(store, batches, meta_X, cfg) -> torch.Tensor:
     i.e. a closer-to-exact graph for the same time, and memory stays N x graph_dims.
     """
     if cfg.graph_dims <= 0 or meta_X.shape[1] <= cfg.graph_dims:
-        return torch.cat([store.rows(r).cpu() for r in batches] + [meta_X.to(store.dtype).cpu()])
+        return torch.cat([store.rows(r).to(dtype).cpu() for r in batches] + [meta_X.to(dtype).cpu()])
     sample = torch.cat([store.rows(batches[0]).float(), meta_X])
     mean = sample.mean(0)
     sample -= mean
@@ -352,9 +352,9 @@ def _graph_features(store, batches, meta_X, cfg) -> torch.Tensor:
     del sample
     P = vectors[:, -cfg.graph_dims:].flip(1).float().to(meta_X.device)
     N = sum(r.stop - r.start for r in batches)
-    out = torch.empty(N + len(meta_X), cfg.graph_dims, dtype=store.dtype)
+    out = torch.empty(N + len(meta_X), cfg.graph_dims, dtype=dtype)
     for s in range(0, N, 4096):                  # in chunks: bounded float32 temporaries
         e = min(s + 4096, N)
-        out[s:e] = ((store.rows(slice(s, e)).float() - mean) @ P).to(store.dtype).cpu()
-    out[N:] = ((meta_X - mean) @ P).to(store.dtype).cpu()
+        out[s:e] = ((store.rows(slice(s, e)).float() - mean) @ P).to(dtype).cpu()
+    out[N:] = ((meta_X - mean) @ P).to(dtype).cpu()
     return out
