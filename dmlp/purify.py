@@ -345,12 +345,13 @@ def _graph_features(store, batches, meta_X, cfg, dtype) -> torch.Tensor:
     """
     if cfg.graph_dims <= 0 or meta_X.shape[1] <= cfg.graph_dims:
         return torch.cat([store.rows(r).to(dtype).cpu() for r in batches] + [meta_X.to(dtype).cpu()])
-    sample = torch.cat([store.rows(batches[0]).float(), meta_X])
+    first = batches[0]
+    sample = torch.cat([store.rows(slice(first.start, min(first.stop, first.start + 8192))).float(), meta_X])
     mean = sample.mean(0)
     sample -= mean
-    _, vectors = torch.linalg.eigh((sample.T @ sample).double())        # ascending eigenvalues
+    _, vectors = torch.linalg.eigh(sample.T @ sample)           # ascending; float32 is plenty here
     del sample
-    P = vectors[:, -cfg.graph_dims:].flip(1).float().to(meta_X.device)
+    P = vectors[:, -cfg.graph_dims:].flip(1).contiguous()
     N = sum(r.stop - r.start for r in batches)
     out = torch.empty(N + len(meta_X), cfg.graph_dims, dtype=dtype)
     for s in range(0, N, 4096):                  # in chunks: bounded float32 temporaries
@@ -358,3 +359,4 @@ def _graph_features(store, batches, meta_X, cfg, dtype) -> torch.Tensor:
         out[s:e] = ((store.rows(slice(s, e)).float() - mean) @ P).to(dtype).cpu()
     out[N:] = ((meta_X - mean) @ P).to(dtype).cpu()
     return out
+
