@@ -92,12 +92,7 @@ class AuxiliaryClassifier:
         """
         cfg = self.cfg
         b = z.shape[-1]
-        shifted = z - z.amax(1, keepdim=True)
-        p = shifted.exp()
-        total = p.sum(1, keepdim=True)
-        p /= total
-        need_log = cfg.eac_confidence_penalty or transition is None
-        logp = shifted - total.log() if need_log else None
+        p, logp = _softmax_rows(z, dim=1)
         if transition is not None:
             T_t = transition[:, targets].transpose(0, 1)             # V x C x b: T[c, target]
             q = (p * T_t).sum(1, keepdim=True).clamp_min(1e-12)      # p(given | x), V x 1 x b
@@ -144,13 +139,10 @@ class AuxiliaryClassifier:
             m = Xm.shape[0]
             zm = ((self.weight.T.to(Xc.dtype) @ Xm.T).to(self.weight.dtype)
                   + self.bias.unsqueeze(1)).view(self.V, self.C, m)  # class-major V x C x M
-            shifted = zm - zm.amax(1, keepdim=True)
-            pm = shifted.exp()
-            total = pm.sum(1, keepdim=True)
-            pm /= total
+            pm, logpm = _softmax_rows(zm, dim=1)
             y = meta_y.view(1, 1, m).expand(self.V, 1, m)
             w_m = cfg.eac_meta_weight * meta_weights.unsqueeze(1).to(zm.dtype)   # V x 1 x M
-            loss = loss - (w_m * (shifted.gather(1, y) - total.log())).sum()
+            loss = loss - (w_m * logpm.gather(1, y)).sum()
             dzm = (pm * w_m).scatter_add_(1, y, -w_m).view(-1, m)
             gw = gw + (dzm.to(Xc.dtype) @ Xm).to(self.weight.dtype).T
             gb = gb + dzm.sum(1)

@@ -125,11 +125,11 @@ def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,
     return loss
 
 
-def _softmax_rows(logits: torch.Tensor):
-    """Softmax over the last dim and its log, for short class dims (cheaper than F.softmax here)."""
-    z = logits - logits.amax(-1, keepdim=True)
+def _softmax_rows(logits: torch.Tensor, dim: int = -1):
+    """Softmax over ``dim`` and its log, for short class dims (cheaper than F.softmax here)."""
+    z = logits - logits.amax(dim, keepdim=True)
     e = z.exp()
-    s = e.sum(-1, keepdim=True)
+    s = e.sum(dim, keepdim=True)
     return e / s, z - s.log()
 
 
@@ -197,8 +197,14 @@ def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
     ``dLoss/dY_B = X_B (X_B'X_B + lambda I)^-1 dLoss/dW``: the chain rule through
     ``W = (X_B'X_B + lambda I)^-1 X_B'Y_B`` with the cached factor ``L_B``.
     """
+    return _gradient_through_factor(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
+                                    X_B[balance_rows])
+
+
+def _gradient_through_factor(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
+                             balance_features):
     W = closed_form(X_B, Y_B, L_B)
-    loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, X_B[balance_rows])
+    loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, balance_features)
     return loss, X_B @ torch.cholesky_solve(dW, L_B)
 
 
@@ -213,9 +219,8 @@ class BatchFactor:
 
     def gradient(self, Y_B, X_B, meta_features, meta_onehot, meta_weights, cfg):
         """``(loss, dLoss/dY_B)`` of the meta objective for this batch."""
-        W = torch.cholesky_solve(X_B.T @ Y_B, self.L)
-        loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, self.balance_features)
-        return loss, X_B @ torch.cholesky_solve(dW, self.L)
+        return _gradient_through_factor(Y_B, X_B, self.L, meta_features, meta_onehot, meta_weights,
+                                        cfg, self.balance_features)
 
 
 class WhitenedBatches:

@@ -80,20 +80,20 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
     n_lists = int(math.sqrt(n))
     probes = max(1, round(candidates * n_lists / n))
     if n <= 20000 or n_lists <= probes:
-        groups, candidates = [torch.arange(n)], [torch.arange(n)]
+        groups, candidate_sets = [torch.arange(n)], [torch.arange(n)]
     else:
-        groups, candidates = _inverted_file(Z, n_lists, probes, seed)
+        groups, candidate_sets = _inverted_file(Z, n_lists, probes, seed)
     # Fixed-size buffers: matrix products of ever-changing shapes each leave memory behind
     # (allocator fragmentation, oneDNN's per-shape cache: measured ~1 MB per shape), so the
     # candidate sets are padded to multiples of 1024 rows and the queries to blocks of 256.
     neighbours = torch.zeros(n, k, dtype=torch.long)
     similarity = torch.zeros(n, k)
     d, block = Z.shape[1], 256
-    c_max = -(-max(len(c) for c in candidates) // 1024) * 1024
+    c_max = -(-max(len(c) for c in candidate_sets) // 1024) * 1024
     Zc_buf = torch.zeros(c_max, d, dtype=Z.dtype)
     Zq_buf = torch.zeros(block, d, dtype=Z.dtype)
     sim_buf = torch.empty(block * c_max, dtype=Z.dtype)
-    for members, cand in zip(groups, candidates):
+    for members, cand in zip(groups, candidate_sets):
         width = -(-len(cand) // 1024) * 1024
         Zc = Zc_buf[:width]
         torch.index_select(Z, 0, cand, out=Zc[:len(cand)])

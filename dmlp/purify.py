@@ -328,8 +328,9 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     if cfg.graph_k > 0:
         release_freed_memory()
         graph = knn_graph(_graph_features(store, batches, meta_X, cfg, compute), cfg.graph_k, cfg.graph_power,
-                          cfg.seed, candidates=cfg.graph_candidates, overwrite_input=True)
-        release_freed_memory()    # a fresh copy: normalise it in place
+                          cfg.seed, candidates=cfg.graph_candidates,
+                          overwrite_input=True)    # a fresh copy: normalise it in place
+        release_freed_memory()
     q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
                               meta_given, meta_y, fold, graph, transition, cfg)
     return torch.as_tensor(q), info
