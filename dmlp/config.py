@@ -58,6 +58,7 @@ class Config:
     eac_meta_weight: float = 0.0      # weight of cross-entropy on the clean meta rows in EAC
     relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)
     relabel_momentum: float = 0.5     # Y <- m * Y + (1 - m) * other view's EAC prediction
+    eac_refit_epochs: int = 0         # final decision: EAC epochs on the posterior (EM M-step)
     relabel_posterior: bool = False   # exchange the Bayes posterior p(c|x) T[c, given], not p(c|x)
 
     # --- additions of the default configuration (see docs/deviations.md) ------------------
@@ -71,6 +72,8 @@ class Config:
     graph_alpha: float = 0.9
     graph_steps: int = 30
     transition_smoothing: float = 0.5
+    transition_em_steps: int = 0      # EM steps re-estimating T from all rows' posteriors (final
+                                      # decision; > 0 also re-counts T at each EMA exchange)
 
     # --- meta set without clean labels (--meta auto) --------------------------------------
     auto_meta_fraction: float = 0.02  # fraction of rows chosen as the confident meta set

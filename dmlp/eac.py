@@ -70,7 +70,10 @@ class AuxiliaryClassifier:
             log_p_fit = torch.log((log_p.exp() @ transition).clamp_min(1e-12))
         else:
             log_p_fit = log_p
-        loss = F.nll_loss(log_p_fit.reshape(-1, self.C), targets.reshape(-1), reduction="sum") / X.shape[0]
+        if targets.is_floating_point():                          # soft targets, rows x C
+            loss = -(targets.to(log_p_fit.dtype) * log_p_fit).sum() / X.shape[0]
+        else:
+            loss = F.nll_loss(log_p_fit.reshape(-1, self.C), targets.reshape(-1), reduction="sum") / X.shape[0]
         if cfg.eac_confidence_penalty:
             entropy = -(log_p.exp() * log_p).sum(-1).mean(-1).sum()
             loss = loss - cfg.eac_confidence_penalty * entropy
@@ -88,12 +91,19 @@ class AuxiliaryClassifier:
         """``(loss, d loss / d z)`` of the batch terms of :meth:`loss`.
 
         ``z`` is class-major, V x C x b (the class reductions then run along contiguous rows),
-        ``targets`` V x b.
+        ``targets`` V x b class indices, or b x C soft targets shared by the views.
         """
         cfg = self.cfg
         b = z.shape[-1]
         p, logp = _softmax_rows(z, dim=1)
-        if transition is not None:
+        soft = targets.is_floating_point()
+        if soft:
+            if transition is not None:
+                raise ValueError("soft targets are already clean-class posteriors: no forward correction")
+            target_cm = targets.T.unsqueeze(0).to(p.dtype)           # 1 x C x b
+            loss = -(target_cm * logp).sum() / b
+            G = None
+        elif transition is not None:
             T_t = transition[:, targets].transpose(0, 1)             # V x C x b: T[c, target]
             q = (p * T_t).sum(1, keepdim=True).clamp_min(1e-12)      # p(given | x), V x 1 x b
             loss = -q.log().sum() / b
@@ -107,7 +117,9 @@ class AuxiliaryClassifier:
             g_bal = (-cfg.eac_balance_weight / (self.C * b)) / mean_p
             G = g_bal if G is None else G.add_(g_bal)
         dz = p * (G - (p * G).sum(1, keepdim=True)) if G is not None else torch.zeros_like(p)
-        if transition is None:                                       # cross-entropy: (p - onehot) / b
+        if soft:                                                     # cross-entropy: (p - target) / b
+            dz += (p - target_cm) / b
+        elif transition is None:
             dz += p / b
             dz.scatter_add_(1, targets.unsqueeze(1), torch.full((self.V, 1, b), -1.0 / b, dtype=z.dtype, device=z.device))
         if cfg.eac_confidence_penalty:
@@ -149,7 +161,10 @@ class AuxiliaryClassifier:
         return loss, gw, gb
 
     def step(self, X, targets, transition=None, meta=None) -> float:
-        """One Adam step on a batch ``X`` (rows x d, any float dtype); returns the loss."""
+        """One Adam step on a batch ``X`` (rows x d, any float dtype); returns the loss.
+
+        ``targets``: V x rows class indices, or rows x C soft targets (the same for every view).
+        """
         loss, gw, gb = self.gradients(X, targets, transition, meta)
         self.adam_weight.step(self.weight, slice(None), gw)
         self.adam_bias.step(self.bias.view(1, -1), slice(None), gb.view(1, -1))

@@ -44,10 +44,14 @@ def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray],
     return T / T.sum(1, keepdims=True)
 
 
-def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: float = 0.5) -> np.ndarray:
-    """T[c, g] proportional to sum of p(c | x_i) over rows with given label g (soft counting)."""
+def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: float = 0.5,
+                               counts: Optional[np.ndarray] = None) -> np.ndarray:
+    """T[c, g] proportional to sum of p(c | x_i) over rows with given label g (soft counting),
+    plus ``counts`` (C x C, e.g. the meta rows' exact counts) and ``smoothing``."""
     C = prob.shape[1]
     T = np.full((C, C), float(smoothing))
+    if counts is not None:
+        T += counts
     for g in range(C):
         T[:, g] += prob[given == g].sum(0)
     return T / T.sum(1, keepdims=True)
@@ -225,55 +229,75 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
     return w
 
 
-def bayes_posterior(ipc_soft: np.ndarray, eac_train: np.ndarray, eac_meta_oof: np.ndarray,
-                    given: np.ndarray, meta_given: Optional[np.ndarray], meta_labels: np.ndarray,
-                    meta_fold: np.ndarray, graph: Optional[sp.csr_matrix], transition, cfg):
-    """Posterior of the true class of every training row.  Returns ``(q, info)``.
+def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.ndarray,
+                   meta_given: Optional[np.ndarray], meta_labels: np.ndarray, meta_fold: np.ndarray,
+                   transition, cfg):
+    """Log ``p_graph`` of the N training rows and, out-of-fold, of the M meta rows.
 
-    ``ipc_soft`` N x C (IPC label distributions), ``eac_train`` N x C and ``eac_meta_oof`` M x C
-    (EAC probabilities; out-of-fold for the meta rows), ``graph`` over the N training rows
-    followed by the M meta rows (or None), ``transition`` C x C or None.
+    The purified labels (``ipc_soft``) and the meta rows' clean labels seed label propagation
+    over ``graph`` (N training rows, then M meta rows).  For a meta row in fold f the seeds are
+    propagated again with fold f held out: its rows then carry the out-of-fold EAC posterior
+    ``eac_meta_oof`` (times ``T[:, given]`` when known), like any other row.
     """
     N, C = ipc_soft.shape
     M = len(meta_labels)
+    eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
+        _normalise(eac_meta_oof * transition[:, meta_given].T)
+    seeds = np.vstack([ipc_soft, np.eye(C)[meta_labels]]).astype(np.float32)
+    folds = np.unique(meta_fold)
+    blocks = [seeds]
+    for f in folds:                 # the same seeds with fold f held out, as extra columns
+        s = seeds.copy()
+        held = np.nonzero(meta_fold == f)[0]
+        s[N + held] = eac_q_meta[held]
+        blocks.append(s)
+    propagated = propagate(graph, np.hstack(blocks), cfg.graph_alpha, cfg.graph_steps)
+    graph_meta = np.zeros((M, C))
+    for j, f in enumerate(folds, start=1):
+        held = meta_fold == f
+        graph_meta[held] = propagated[N:, j * C:(j + 1) * C][held]
+    return (_log(_normalise(propagated[:N, :C].astype(np.float64) + 1e-6)),
+            _log(_normalise(graph_meta + 1e-6)))
+
+
+def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
+                    meta_given: Optional[np.ndarray], meta_labels: np.ndarray, transition, cfg,
+                    graph_terms: Optional[tuple] = None):
+    """Posterior of the true class of every training row.  Returns ``(q, info)``.
+
+    ``eac_train`` N x C and ``eac_meta_oof`` M x C (EAC probabilities; out-of-fold for the meta
+    rows), ``graph_terms`` the pair of :func:`graph_evidence` (or None), ``transition`` C x C
+    or None.  With ``cfg.transition_em_steps`` > 0, T is then re-estimated from the posteriors
+    of all N rows and the posterior recomputed, as in the EM of Dawid & Skene (1979): 1,000
+    meta rows count each off-diagonal cell of T from a handful of rows, all N rows from
+    thousands.
+    """
+    C = eac_train.shape[1]
     info = {}
-    onehot_meta = np.eye(C)[meta_labels]
     terms_train, terms_meta = [_log(eac_train)], [_log(eac_meta_oof)]
     names = ["eac"]
-    if graph is not None:
-        # meta rows seed the graph with their clean labels; when a fold is held out, its rows
-        # carry the out-of-fold EAC posterior instead, like any other row
-        eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
-            _normalise(eac_meta_oof * transition[:, meta_given].T)
-        seeds = np.vstack([ipc_soft, onehot_meta]).astype(np.float32)
-        folds = np.unique(meta_fold)
-        blocks = [seeds]
-        for f in folds:                 # the same seeds with fold f held out, as extra columns
-            s = seeds.copy()
-            held = np.nonzero(meta_fold == f)[0]
-            s[N + held] = eac_q_meta[held]
-            blocks.append(s)
-        propagated = propagate(graph, np.hstack(blocks), cfg.graph_alpha, cfg.graph_steps)
-        p_graph = propagated[:, :C].astype(np.float64)
-        graph_meta = np.zeros((M, C))
-        for j, f in enumerate(folds, start=1):
-            held = meta_fold == f
-            graph_meta[held] = propagated[N:, j * C:(j + 1) * C][held]
-        terms_train.append(_log(_normalise(p_graph[:N] + 1e-6)))
-        terms_meta.append(_log(_normalise(graph_meta + 1e-6)))
+    if graph_terms is not None:
+        terms_train.append(graph_terms[0])
+        terms_meta.append(graph_terms[1])
         names.append("graph")
     if transition is not None and meta_given is not None:
-        terms_train.append(_log(transition[:, given].T))
-        terms_meta.append(_log(transition[:, meta_given].T))
         names.append("transition")
-        w = fit_exponents(terms_meta, meta_labels)
-        q = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
+        meta_counts = np.zeros((C, C))
+        np.add.at(meta_counts, (meta_labels, meta_given), 1.0)
+        for step in range(1 + cfg.transition_em_steps):
+            if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
+                transition = transition_from_posteriors(q, given, cfg.transition_smoothing, meta_counts)
+            w = fit_exponents(terms_meta + [_log(transition[:, meta_given].T)], meta_labels)
+            q = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train))
+                                          + w[-1] * _log(transition[:, given].T))))
     else:
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
         w = fit_exponents(terms_meta, meta_labels)
         prior = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
-        transition = transition_from_posteriors(prior, given, cfg.transition_smoothing)
-        q = _normalise(prior * transition[:, given].T)
+        q = prior
+        for _ in range(1 + cfg.transition_em_steps):
+            transition = transition_from_posteriors(q, given, cfg.transition_smoothing)
+            q = _normalise(prior * transition[:, given].T)
         names.append("transition (estimated, exponent 1)")
         w = np.append(w, 1.0)
     info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}

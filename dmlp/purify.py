@@ -194,6 +194,11 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                 _meta_ridge_proba(store, meta_X, meta_onehot, cfg.ridge), noisy_np[order],
                 cfg.transition_smoothing)
         transition = torch.as_tensor(transition_np, dtype=torch.float32, device=dev)
+    meta_counts = None           # meta rows' (true, given) counts, for re-estimating T
+    if meta_noisy_labels is not None and transition is not None:
+        meta_counts = torch.zeros(C, C, device=dev)
+        meta_counts.index_put_((meta_y, torch.as_tensor(np.asarray(meta_noisy_labels), device=dev)),
+                               torch.ones(len(meta_y_np), device=dev), accumulate=True)
 
     # labels of all views, rows x V x C, initialised from the one-hot given labels
     labels = torch.nn.functional.one_hot(given, C).float().unsqueeze(1).repeat(1, V, 1)
@@ -206,6 +211,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         adam.load_state_dict({k: v.to(dev) for k, v in checkpoint["adam"].items()})
         if eac is not None:
             eac.load_state_dict(checkpoint["eac"])
+        if checkpoint.get("transition") is not None:     # re-estimated at the exchanges (EM)
+            transition = checkpoint["transition"].to(dev)
         start_epoch, history = int(checkpoint["epoch"]) + 1, list(checkpoint["history"])
     timings = {"setup": time.perf_counter() - t0, "ipc": 0.0, "eac": 0.0, "final": 0.0}
     eac_meta = (meta_X.to(compute), meta_y, meta_weights) if cfg.eac_meta_weight else None
@@ -213,7 +220,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     def state():
         return {"epoch": epoch, "labels": labels.cpu().clone(), "history": list(history),
                 "adam": {k: v.cpu().clone() for k, v in adam.state_dict().items()},
-                "eac": None if eac is None else eac.state_dict()}
+                "eac": None if eac is None else eac.state_dict(),
+                "transition": None if transition is None else transition.cpu().clone()}
 
     # --- the loop --------------------------------------------------------------------------
     bar = tqdm(range(start_epoch, cfg.epochs), desc="DMLP", unit="epoch", disable=not progress,
@@ -253,13 +261,19 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
             timings["eac"] += time.perf_counter() - t2
         if eac is not None and cfg.relabel_every and (epoch + 1) % cfg.relabel_every == 0:
             t = time.perf_counter()
+            soft_counts = torch.zeros(C, C, device=dev)
             for rows in batches:
                 prediction = eac.predict_proba(store.rows(rows))            # V x b x C
                 if cfg.relabel_posterior and transition is not None:
                     # the other view's posterior of the true class given x and the given label
                     prediction = prediction * transition[:, given[rows]].T
                     prediction = prediction / prediction.sum(-1, keepdim=True)
+                    soft_counts.index_add_(1, given[rows], prediction.mean(0).T)
                 exchange(labels[rows], prediction, cfg.relabel_momentum)
+            if cfg.transition_em_steps and cfg.relabel_posterior and meta_counts is not None:
+                # EM (Dawid & Skene 1979): T re-counted from all rows' exchanged posteriors
+                T_new = soft_counts + meta_counts + cfg.transition_smoothing
+                transition = T_new / T_new.sum(1, keepdim=True)
             timings["eac"] += time.perf_counter() - t
         record = {"epoch": epoch + 1, "meta_loss": epoch_loss / len(batches)}
         if truth is not None:
@@ -303,36 +317,59 @@ def _meta_ridge_proba(store, meta_X, meta_onehot, ridge):
     return (P / P.sum(1, keepdim=True)).cpu().numpy()
 
 
+def _eac_evidence(eac, store, batches, meta_X, fold, cfg):
+    """EAC's class probabilities: training rows (geometric mean of the views) and, out-of-fold,
+    meta rows (a meta row in fold f is judged by the views that did not see fold f)."""
+    V = cfg.views
+    with torch.no_grad():
+        eac_train = torch.cat([eac.predict_proba(store.rows(r)).log().mean(0) for r in batches])
+        eac_train = torch.softmax(eac_train, -1).cpu().numpy()
+        pm = eac.predict_proba(meta_X).cpu().numpy()                  # V x M x C
+    seen = np.ones((V, len(fold)))
+    if cfg.cross_fit_meta and V > 1:
+        seen[fold, np.arange(len(fold))] = 0.0
+    log_meta = (np.log(np.clip(pm, 1e-12, None)) * seen[..., None]).sum(0) / seen.sum(0)[:, None]
+    eac_meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
+    return eac_train, eac_meta / eac_meta.sum(1, keepdims=True)
+
+
 def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_given,
                     transition, cfg, dev, compute):
-    """Gather the evidence (EAC, graph, transition) and call :func:`posterior.bayes_posterior`."""
-    from .posterior import bayes_posterior, knn_graph
+    """Gather the evidence (EAC, graph, transition) and call :func:`posterior.bayes_posterior`.
+
+    With ``eac_refit_epochs``, EAC is then trained further on the posterior itself (soft
+    targets: the M-step of the EM whose E-step is the posterior) and the posterior recomputed.
+    """
+    from .posterior import bayes_posterior, graph_evidence, knn_graph
     V = cfg.views
     fold = meta_folds(len(meta_y), V, cfg.seed) if cfg.cross_fit_meta and V > 1 else np.zeros(len(meta_y), int)
     if eac is not None:
-        with torch.no_grad():
-            eac_train = torch.cat([eac.predict_proba(store.rows(r)).log().mean(0) for r in batches])
-            eac_train = torch.softmax(eac_train, -1).cpu().numpy()      # geometric mean of the views
-            pm = eac.predict_proba(meta_X).cpu().numpy()                  # V x M x C
-        # out-of-fold: a meta row in fold f is judged by the views that did not see fold f
-        seen = np.ones((V, len(meta_y)))
-        if cfg.cross_fit_meta and V > 1:
-            seen[fold, np.arange(len(meta_y))] = 0.0
-        log_meta = (np.log(np.clip(pm, 1e-12, None)) * seen[..., None]).sum(0) / seen.sum(0)[:, None]
-        eac_meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
-        eac_meta /= eac_meta.sum(1, keepdims=True)
+        eac_train, eac_meta = _eac_evidence(eac, store, batches, meta_X, fold, cfg)
     else:
         eac_train = ipc_soft.cpu().numpy()
         eac_meta = np.full((len(meta_y), ipc_soft.shape[1]), 1.0 / ipc_soft.shape[1])
-    graph = None
+    graph_terms = None
     if cfg.graph_k > 0:
         release_freed_memory()
         graph = knn_graph(_graph_features(store, batches, meta_X, cfg, compute), cfg.graph_k, cfg.graph_power,
                           cfg.seed, candidates=cfg.graph_candidates,
                           overwrite_input=True)    # a fresh copy: normalise it in place
+        graph_terms = graph_evidence(graph, ipc_soft.cpu().numpy(), eac_meta, meta_given, meta_y, fold,
+                                     transition, cfg)
+        del graph
         release_freed_memory()
-    q, info = bayes_posterior(ipc_soft.cpu().numpy(), eac_train, eac_meta, given.cpu().numpy(),
-                              meta_given, meta_y, fold, graph, transition, cfg)
+    given_np = given.cpu().numpy()
+    q, info = bayes_posterior(eac_train, eac_meta, given_np, meta_given, meta_y, transition, cfg, graph_terms)
+    if eac is not None and cfg.eac_refit_epochs:
+        targets = torch.as_tensor(q, dtype=torch.float32, device=dev)
+        # the M-step starts again at EAC's initial rate (its in-loop decay is for noisy targets),
+        # and leaves the meta rows out: they stay unseen, to weigh the refitted EAC on
+        eac.adam_weight.lr = eac.adam_bias.lr = cfg.eac_lr
+        for epoch in range(cfg.eac_refit_epochs):
+            for k in np.random.default_rng([cfg.seed, cfg.epochs + epoch]).permutation(len(batches)):
+                eac.step(store.batch(k), targets[batches[k]])
+        eac_train, eac_meta = _eac_evidence(eac, store, batches, meta_X, fold, cfg)
+        q, info = bayes_posterior(eac_train, eac_meta, given_np, meta_given, meta_y, transition, cfg, graph_terms)
     return torch.as_tensor(q), info
 
 

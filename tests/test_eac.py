@@ -137,6 +137,30 @@ def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
     assert torch.autograd.gradcheck(fn, (w, b), eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("terms", _TERMS[:4])
+def test_soft_target_gradients_match_autograd_in_float64(terms):
+    """The final M-step trains EAC on the posterior: soft targets shared by the views."""
+    cfg = PLAIN.replace(**terms)
+    clf = AuxiliaryClassifier(D, C, V, cfg, torch.Generator().manual_seed(5), dtype=torch.float64,
+                              compute_dtype=torch.float64)
+    g = torch.Generator().manual_seed(6)
+    X = torch.randn(N, D, generator=g, dtype=torch.float64)
+    soft = torch.softmax(3 * torch.randn(N, C, generator=g, dtype=torch.float64), -1)
+    loss, gw, gb = clf.gradients(X, soft)
+    w = clf.weight.clone().requires_grad_(True)
+    b = clf.bias.clone().requires_grad_(True)
+    ref = clf.loss(X, soft, None, None, w, b)
+    ref_gw, ref_gb = torch.autograd.grad(ref, (w, b))
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gw, ref_gw, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gb, ref_gb, rtol=1e-9, atol=1e-12)
+    # one-hot soft targets are the hard-target loss, for every view
+    hard = soft.argmax(1)
+    torch.testing.assert_close(clf.loss(X, F.one_hot(hard, C).double()), clf.loss(X, hard.expand(V, -1)))
+    with pytest.raises(ValueError):
+        clf.gradients(X, soft, torch.eye(C, dtype=torch.float64))
+
+
 def test_step_is_adam_on_the_loss():
     """Steps equal torch.optim.Adam (default betas) driven by autograd on the same loss."""
     cfg = PLAIN.replace(eac_balance_weight=1.0, eac_confidence_penalty=0.2)

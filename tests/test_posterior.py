@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmlp.posterior import (estimate_transition, fit_exponents, knn_graph, propagate,
+from dmlp.config import Config
+from dmlp.posterior import (bayes_posterior, estimate_transition, fit_exponents, knn_graph, propagate,
                             transition_from_posteriors)
 
 
@@ -25,6 +26,43 @@ def test_transition_from_posteriors_soft_counts():
     # class 0: given 0 with mass 1.5, given 1 with mass 1.0
     np.testing.assert_allclose(T[0], [1.5 / 2.5, 1.0 / 2.5])
     np.testing.assert_allclose(T[1], [0.5 / 1.5, 1.0 / 1.5])
+
+
+def test_transition_from_posteriors_adds_exact_counts():
+    prob = np.array([[1.0, 0.0], [0.0, 1.0]])
+    counts = np.array([[2.0, 1.0], [0.0, 3.0]])
+    T = transition_from_posteriors(prob, np.array([0, 0]), smoothing=0.0, counts=counts)
+    np.testing.assert_allclose(T, [[3 / 4, 1 / 4], [1 / 4, 3 / 4]])
+
+
+def _noisy_posterior_problem(seed, n=20000, m=300, C=6):
+    """Rows whose class posterior p(c | x) is known exactly, given labels drawn through a
+    known T, and m meta rows with both labels: the setting of the default's final decision."""
+    rng = np.random.default_rng(seed)
+    T = np.full((C, C), 0.04)
+    T[np.arange(C), (np.arange(C) + 1) % C] = 0.25              # a structured flip
+    np.fill_diagonal(T, 0.0)
+    np.fill_diagonal(T, 1.0 - T.sum(1))
+    logits = 2.0 * rng.standard_normal((n + m, C))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    true = np.array([rng.choice(C, p=row) for row in p])
+    given = np.array([rng.choice(C, p=T[c]) for c in true])
+    return T, p[:n], true[:n], given[:n], p[n:], true[n:], given[n:]
+
+
+def test_em_re_estimates_the_transition_from_all_rows():
+    """EM (Dawid & Skene) on all rows recovers T closer than the meta rows' counts, and its
+    posterior labels are at least as accurate (checked over seeds, on calibrated evidence)."""
+    for seed in range(3):
+        T, p, true, given, p_meta, meta_true, meta_given = _noisy_posterior_problem(seed)
+        T_meta = estimate_transition(meta_true, meta_given, T.shape[0])
+        results = {}
+        for steps in (0, 5):
+            cfg = Config(transition_em_steps=steps)
+            q, info = bayes_posterior(p, p_meta, given, meta_given, meta_true, T_meta, cfg)
+            results[steps] = (np.abs(np.array(info["transition"]) - T).sum(), (q.argmax(1) == true).mean())
+        assert results[5][0] < 0.6 * results[0][0], results
+        assert results[5][1] >= results[0][1] - 1e-3, results
 
 
 def _brute_force_knn(X, k):
