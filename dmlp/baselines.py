@@ -190,6 +190,22 @@ def knn_vote(X, labels, meta_idx, meta_labels, n_classes: int, *, k: int = 20,
 
 # ----------------------------------------------------------------------------- logistic probes
 
+class _Linear(torch.autograd.Function):
+    """``X @ W + b`` whose weight gradient is computed as ``(G' X)'``: torch's own backward,
+    ``X' G`` on a transposed view of a tall X, runs about 6x slower on CPU (measured: 108 vs
+    18 ms for 50,000 x 512), and the probes spend most of their time there."""
+
+    @staticmethod
+    def forward(ctx, X, W, b):
+        ctx.save_for_backward(X)
+        return torch.addmm(b, X, W)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (X,) = ctx.saved_tensors
+        return None, (grad.T @ X).T, grad.sum(0)
+
+
 def fit_logistic(X: np.ndarray, y: np.ndarray, n_classes: int, *, weight_decay: float = 1e-4,
                  max_iter: int = 100, seed: int = 0, T: Optional[np.ndarray] = None,
                  X_clean: Optional[np.ndarray] = None, y_clean: Optional[np.ndarray] = None,
@@ -219,14 +235,14 @@ def fit_logistic(X: np.ndarray, y: np.ndarray, n_classes: int, *, weight_decay: 
 
     def closure():
         opt.zero_grad()
-        z = Xt @ W + b
+        z = _Linear.apply(Xt, W, b)
         if Tt is None:
             loss = torch.nn.functional.cross_entropy(z, yt)
         else:
             q = torch.softmax(z, dim=1) @ Tt
             loss = -torch.log(q.gather(1, yt[:, None]).clamp_min(1e-12)).mean()
         if Xc is not None:
-            loss = loss + clean_weight * torch.nn.functional.cross_entropy(Xc @ W + b, yc)
+            loss = loss + clean_weight * torch.nn.functional.cross_entropy(_Linear.apply(Xc, W, b), yc)
         loss = loss + 0.5 * weight_decay * (W * W).sum()
         loss.backward()
         return loss

@@ -194,9 +194,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                 _meta_ridge_proba(store, meta_X, meta_onehot, cfg.ridge), noisy_np[order],
                 cfg.transition_smoothing)
         transition = torch.as_tensor(transition_np, dtype=torch.float32, device=dev)
-    meta_counts = None           # meta rows' (true, given) counts, for re-estimating T
-    if meta_noisy_labels is not None and transition is not None:
-        meta_counts = torch.zeros(C, C, device=dev)
+    meta_counts = torch.zeros(C, C, device=dev)   # meta rows' (true, given) counts, if known
+    if meta_noisy_labels is not None:
         meta_counts.index_put_((meta_y, torch.as_tensor(np.asarray(meta_noisy_labels), device=dev)),
                                torch.ones(len(meta_y_np), device=dev), accumulate=True)
 
@@ -270,7 +269,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                     prediction = prediction / prediction.sum(-1, keepdim=True)
                     soft_counts.index_add_(1, given[rows], prediction.mean(0).T)
                 exchange(labels[rows], prediction, cfg.relabel_momentum)
-            if cfg.transition_em_steps and cfg.relabel_posterior and meta_counts is not None:
+            if cfg.transition_em_steps and cfg.relabel_posterior and transition is not None:
                 # EM (Dawid & Skene 1979): T re-counted from all rows' exchanged posteriors
                 T_new = soft_counts + meta_counts + cfg.transition_smoothing
                 transition = T_new / T_new.sum(1, keepdim=True)
@@ -337,7 +336,7 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
                     transition, cfg, dev, compute):
     """Gather the evidence (EAC, graph, transition) and call :func:`posterior.bayes_posterior`.
 
-    With ``eac_refit_epochs``, EAC is then trained further on the posterior itself (soft
+    With ``eac_refit_steps``, EAC is then trained further on the posterior itself (soft
     targets: the M-step of the EM whose E-step is the posterior) and the posterior recomputed.
     """
     from .posterior import bayes_posterior, graph_evidence, knn_graph
@@ -360,12 +359,12 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
         release_freed_memory()
     given_np = given.cpu().numpy()
     q, info = bayes_posterior(eac_train, eac_meta, given_np, meta_given, meta_y, transition, cfg, graph_terms)
-    if eac is not None and cfg.eac_refit_epochs:
+    if eac is not None and cfg.eac_refit_steps:
         targets = torch.as_tensor(q, dtype=torch.float32, device=dev)
         # the M-step starts again at EAC's initial rate (its in-loop decay is for noisy targets),
         # and leaves the meta rows out: they stay unseen, to weigh the refitted EAC on
         eac.adam_weight.lr = eac.adam_bias.lr = cfg.eac_lr
-        for epoch in range(cfg.eac_refit_epochs):
+        for epoch in range(-(-cfg.eac_refit_steps // len(batches))):      # whole epochs
             for k in np.random.default_rng([cfg.seed, cfg.epochs + epoch]).permutation(len(batches)):
                 eac.step(store.batch(k), targets[batches[k]])
         eac_train, eac_meta = _eac_evidence(eac, store, batches, meta_X, fold, cfg)

@@ -188,3 +188,15 @@ def test_registry_signature():
     assert list(B.ALL_BASELINES) == ["knn_vote", "cv_probe_relabel", "cleanlab_relabel",
                                      "ridge_on_meta", "label_propagation_best_beta",
                                      "forward_corrected_bayes"]
+
+
+def test_probe_linear_layer_gradient_is_exact():
+    """fit_logistic's linear layer computes its weight gradient in its own order: gradcheck."""
+    import torch
+    from dmlp.baselines import _Linear
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(30, 5, generator=g, dtype=torch.float64)
+    W = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(_Linear.apply(X, W, b), X @ W + b)
+    assert torch.autograd.gradcheck(lambda w, c: _Linear.apply(X, w, c), (W, b))
