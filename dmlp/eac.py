@@ -70,7 +70,7 @@ class AuxiliaryClassifier:
             log_p_fit = torch.log((log_p.exp() @ transition).clamp_min(1e-12))
         else:
             log_p_fit = log_p
-        if targets.is_floating_point():                          # soft targets, rows x C
+        if targets.is_floating_point():                          # soft targets, (V x) rows x C
             loss = -(targets.to(log_p_fit.dtype) * log_p_fit).sum() / X.shape[0]
         else:
             loss = F.nll_loss(log_p_fit.reshape(-1, self.C), targets.reshape(-1), reduction="sum") / X.shape[0]
@@ -100,7 +100,8 @@ class AuxiliaryClassifier:
         if soft:
             if transition is not None:
                 raise ValueError("soft targets are already clean-class posteriors: no forward correction")
-            target_cm = targets.T.unsqueeze(0).to(p.dtype)           # 1 x C x b
+            # b x C shared by the views, or V x b x C (a view's all-zero rows: not its rows)
+            target_cm = (targets.T.unsqueeze(0) if targets.dim() == 2 else targets.transpose(1, 2)).to(p.dtype)
             loss = -(target_cm * logp).sum() / b
             G = None
         elif transition is not None:
@@ -117,8 +118,8 @@ class AuxiliaryClassifier:
             g_bal = (-cfg.eac_balance_weight / (self.C * b)) / mean_p
             G = g_bal if G is None else G.add_(g_bal)
         dz = p * (G - (p * G).sum(1, keepdim=True)) if G is not None else torch.zeros_like(p)
-        if soft:                                                     # cross-entropy: (p - target) / b
-            dz += (p - target_cm) / b
+        if soft:                                                     # cross-entropy: (p sum(t) - t) / b
+            dz += (p * target_cm.sum(1, keepdim=True) - target_cm) / b
         elif transition is None:
             dz += p / b
             dz.scatter_add_(1, targets.unsqueeze(1), torch.full((self.V, 1, b), -1.0 / b, dtype=z.dtype, device=z.device))

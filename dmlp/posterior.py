@@ -16,6 +16,10 @@ The exponents ``(a, b, t)`` are fitted by maximum likelihood of the clean meta l
 each meta row out-of-fold evidence only (the views see disjoint meta folds, and the graph is
 re-seeded without the row's fold).  So how much the given label is trusted against the features
 is learned from the data at hand, not looked up per noise rate.
+
+With ``transition_em_steps`` the counts of T come from the posteriors of all N rows as well as
+from the meta rows (the EM of Dawid & Skene, 1979): 1,000 meta rows give each off-diagonal cell
+a handful of rows, all N rows thousands (and CIFAR-100's 10,000 cells need them).
 """
 from __future__ import annotations
 
@@ -231,13 +235,17 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
 
 def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.ndarray,
                    meta_given: Optional[np.ndarray], meta_labels: np.ndarray, meta_fold: np.ndarray,
-                   transition, cfg):
+                   transition, cfg, n_views: int = 0):
     """Log ``p_graph`` of the N training rows and, out-of-fold, of the M meta rows.
 
     The purified labels (``ipc_soft``) and the meta rows' clean labels seed label propagation
     over ``graph`` (N training rows, then M meta rows).  For a meta row in fold f the seeds are
     propagated again with fold f held out: its rows then carry the out-of-fold EAC posterior
     ``eac_meta_oof`` (times ``T[:, given]`` when known), like any other row.
+
+    Returns ``(train, meta, per_view)``: ``per_view[v]`` (only with ``n_views`` > 1 and several
+    folds) is the training rows' term seeded with meta fold v alone, the folds view v judges
+    held out (see :func:`dmlp.ipc.meta_view_weights`: view v fits fold v).
     """
     N, C = ipc_soft.shape
     M = len(meta_labels)
@@ -245,32 +253,47 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
         _normalise(eac_meta_oof * transition[:, meta_given].T)
     seeds = np.vstack([ipc_soft, np.eye(C)[meta_labels]]).astype(np.float32)
     folds = np.unique(meta_fold)
+    held_sets = [frozenset([f]) for f in folds]         # for the meta rows of fold f
+    if n_views > 1 and len(folds) > 1:                  # for view v's refit: all but fold v held out
+        held_sets += [frozenset(folds) - {v} for v in range(n_views)
+                      if frozenset(folds) - {v} not in held_sets]
     blocks = [seeds]
-    for f in folds:                 # the same seeds with fold f held out, as extra columns
+    for held_folds in held_sets:        # the same seeds with those folds held out, as extra columns
         s = seeds.copy()
-        held = np.nonzero(meta_fold == f)[0]
+        held = np.nonzero(np.isin(meta_fold, list(held_folds)))[0]
         s[N + held] = eac_q_meta[held]
         blocks.append(s)
     propagated = propagate(graph, np.hstack(blocks), cfg.graph_alpha, cfg.graph_steps)
+    column = {h: propagated[:, (j + 1) * C:(j + 2) * C] for j, h in enumerate(held_sets)}
     graph_meta = np.zeros((M, C))
-    for j, f in enumerate(folds, start=1):
+    for f in folds:
         held = meta_fold == f
-        graph_meta[held] = propagated[N:, j * C:(j + 1) * C][held]
-    return (_log(_normalise(propagated[:N, :C].astype(np.float64) + 1e-6)),
-            _log(_normalise(graph_meta + 1e-6)))
+        graph_meta[held] = column[frozenset([f])][N:][held]
+    term = lambda P: _log(_normalise(P.astype(np.float64) + 1e-6))
+    per_view = None
+    if n_views > 1 and len(folds) > 1:
+        per_view = [term(column[frozenset(folds) - {v}][:N]) for v in range(n_views)]
+    return term(propagated[:N, :C]), term(graph_meta), per_view
+
+
+def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
+    """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C)."""
+    z = sum(w * t for w, t in zip(weights, terms)) + weights[-1] * _log(transition[:, given].T)
+    return _normalise(np.exp(_stable(z)))
 
 
 def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
                     meta_given: Optional[np.ndarray], meta_labels: np.ndarray, transition, cfg,
                     graph_terms: Optional[tuple] = None):
-    """Posterior of the true class of every training row.  Returns ``(q, info)``.
+    """Posterior of the true class of every training row.  Returns ``(q, info, model)``.
 
     ``eac_train`` N x C and ``eac_meta_oof`` M x C (EAC probabilities; out-of-fold for the meta
-    rows), ``graph_terms`` the pair of :func:`graph_evidence` (or None), ``transition`` C x C
-    or None.  With ``cfg.transition_em_steps`` > 0, T is then re-estimated from the posteriors
-    of all N rows and the posterior recomputed, as in the EM of Dawid & Skene (1979): 1,000
-    meta rows count each off-diagonal cell of T from a handful of rows, all N rows from
-    thousands.
+    rows), ``graph_terms`` the (train, meta) log terms of :func:`graph_evidence` (or None),
+    ``transition`` C x C or None.  With ``cfg.transition_em_steps`` > 0, T is then re-estimated
+    from the posteriors of all N rows and the posterior recomputed, as in the EM of Dawid &
+    Skene (1979): 1,000 meta rows count each off-diagonal cell of T from a handful of rows, all
+    N rows from thousands.  ``model = (weights, T)`` applies to other evidence of the same kind
+    with :func:`apply_posterior`.
     """
     C = eac_train.shape[1]
     info = {}
@@ -288,21 +311,18 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
                 transition = transition_from_posteriors(q, given, cfg.transition_smoothing, meta_counts)
             w = fit_exponents(terms_meta + [_log(transition[:, meta_given].T)], meta_labels)
-            q = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train))
-                                          + w[-1] * _log(transition[:, given].T))))
+            q = apply_posterior(w, transition, terms_train, given)
     else:
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
-        w = fit_exponents(terms_meta, meta_labels)
-        prior = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
-        q = prior
+        w = np.append(fit_exponents(terms_meta, meta_labels), 1.0)
+        q = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
         for _ in range(1 + cfg.transition_em_steps):
             transition = transition_from_posteriors(q, given, cfg.transition_smoothing)
-            q = _normalise(prior * transition[:, given].T)
+            q = apply_posterior(w, transition, terms_train, given)
         names.append("transition (estimated, exponent 1)")
-        w = np.append(w, 1.0)
     info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}
     info["transition"] = np.round(transition, 4).tolist()
-    return q, info
+    return q, info, (w, transition)
 
 
 def _stable(z):

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 
 from dmlp.config import Config
-from dmlp.posterior import (bayes_posterior, estimate_transition, fit_exponents, knn_graph, propagate,
-                            transition_from_posteriors)
+from dmlp.posterior import (_log, _normalise, bayes_posterior, estimate_transition, fit_exponents,
+                            graph_evidence, knn_graph, propagate, transition_from_posteriors)
 
 
 def test_transition_counts_meta_rows_with_smoothing():
@@ -59,10 +59,37 @@ def test_em_re_estimates_the_transition_from_all_rows():
         results = {}
         for steps in (0, 5):
             cfg = Config(transition_em_steps=steps)
-            q, info = bayes_posterior(p, p_meta, given, meta_given, meta_true, T_meta, cfg)
+            q, info, _ = bayes_posterior(p, p_meta, given, meta_given, meta_true, T_meta, cfg)
             results[steps] = (np.abs(np.array(info["transition"]) - T).sum(), (q.argmax(1) == true).mean())
         assert results[5][0] < 0.6 * results[0][0], results
         assert results[5][1] >= results[0][1] - 1e-3, results
+
+
+def test_graph_evidence_holds_out_the_folds_a_view_is_judged_on():
+    """Meta rows get the term propagated without their fold; view v's refit term is seeded
+    with meta fold v alone (every other fold carries the EAC posterior instead)."""
+    rng = np.random.default_rng(0)
+    N, M, C = 300, 30, 3
+    graph = knn_graph(torch.randn(N + M, 8, generator=torch.Generator().manual_seed(0)), 5)
+    ipc = rng.dirichlet(np.ones(C), N)
+    eac_meta = rng.dirichlet(np.ones(C), M)
+    meta_y = rng.integers(0, C, M)
+    cfg = Config(graph_alpha=0.9, graph_steps=10)
+    for views in (2, 3):
+        fold = np.arange(M) % views
+        train, meta, per_view = graph_evidence(graph, ipc, eac_meta, None, meta_y, fold, None, cfg,
+                                               n_views=views)
+
+        def seeded(keep):           # meta rows of the folds in ``keep`` carry their clean label
+            s = np.vstack([ipc, np.where(np.isin(fold, keep)[:, None], np.eye(C)[meta_y], eac_meta)])
+            return _log(_normalise(propagate(graph, s.astype(np.float32), 0.9, 10).astype(np.float64) + 1e-6))
+
+        np.testing.assert_allclose(train, seeded(list(range(views)))[:N], rtol=1e-5, atol=1e-6)
+        for f in range(views):
+            others = [g for g in range(views) if g != f]
+            np.testing.assert_allclose(meta[fold == f], seeded(others)[N:][fold == f], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(per_view[f], seeded([f])[:N], rtol=1e-5, atol=1e-6)
+    assert graph_evidence(graph, ipc, eac_meta, None, meta_y, np.zeros(M, int), None, cfg, n_views=2)[2] is None
 
 
 def _brute_force_knn(X, k):
