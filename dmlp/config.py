@@ -58,8 +58,8 @@ class Config:
     eac_meta_weight: float = 0.0      # weight of cross-entropy on the clean meta rows in EAC
     relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)
     relabel_momentum: float = 0.5     # Y <- m * Y + (1 - m) * other view's EAC prediction
-    eac_refit_steps: int = 0          # final decision: EAC Adam steps on the posterior (EM M-step),
-                                      # rounded up to whole epochs
+    eac_refit_fraction: float = 0.0   # final decision: EAC refitted on the posterior (EM M-step)
+                                      # for this fraction of the loop's epochs (at least one)
     relabel_posterior: bool = False   # exchange the Bayes posterior p(c|x) T[c, given], not p(c|x)
 
     # --- additions of the default configuration (see docs/deviations.md) ------------------

@@ -10,7 +10,8 @@ and every ``relabel_every`` epochs each view's labels move toward the other view
 prediction by an EMA (with ``transition_em_steps``, T is re-counted there from all rows'
 posteriors).  At the end the views' label distributions are averaged; the final label is their
 argmax, or (``final_decision = "bayes"``) the posterior of the noise-transition model
-(``dmlp.posterior``), optionally after EAC is refitted on that posterior (``eac_refit_steps``).
+(``dmlp.posterior``), optionally after EAC is refitted on that posterior
+(``eac_refit_fraction``).
 """
 from __future__ import annotations
 
@@ -337,7 +338,7 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
                     transition, cfg, dev, compute):
     """Gather the evidence (EAC, graph, transition) and call :func:`posterior.bayes_posterior`.
 
-    With ``eac_refit_steps``, EAC is then trained further on the posterior itself (soft
+    With ``eac_refit_fraction``, EAC is then trained further on the posterior itself (soft
     targets: the M-step of the EM whose E-step is the posterior) and the posterior recomputed.
     """
     from .posterior import bayes_posterior, graph_evidence, knn_graph
@@ -361,12 +362,12 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     given_np = given.cpu().numpy()
     q, info, model = bayes_posterior(eac_train, eac_meta, given_np, meta_given, meta_y, transition, cfg,
                                      graph_terms and graph_terms[:2])
-    if eac is not None and cfg.eac_refit_steps:
+    if eac is not None and cfg.eac_refit_fraction:
         targets = _refit_targets(q, model, eac, store, batches, given_np, graph_terms, cfg)
         # the M-step starts again at EAC's initial rate (its in-loop decay is for noisy targets),
         # and leaves the meta rows out: they stay unseen, to weigh the refitted EAC on
         eac.adam_weight.lr = eac.adam_bias.lr = cfg.eac_lr
-        for epoch in range(-(-cfg.eac_refit_steps // len(batches))):      # whole epochs
+        for epoch in range(max(1, round(cfg.eac_refit_fraction * cfg.epochs))):
             for k in np.random.default_rng([cfg.seed, cfg.epochs + epoch]).permutation(len(batches)):
                 eac.step(store.batch(k), targets[..., batches[k], :])
         eac_train, eac_meta = _eac_evidence(eac, store, batches, meta_X, fold, cfg)
