@@ -360,8 +360,9 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
         del graph
         release_freed_memory()
     given_np = given.cpu().numpy()
+    shared_graph = None if graph_terms is None else graph_terms[:2]        # (training rows, meta rows)
     q, info, model = bayes_posterior(eac_train, eac_meta, given_np, meta_given, meta_y, transition, cfg,
-                                     graph_terms and graph_terms[:2])
+                                     shared_graph)
     if eac is not None and cfg.eac_refit_fraction:
         targets = _refit_targets(q, model, eac, store, batches, given_np, graph_terms, cfg)
         # the M-step starts again at EAC's initial rate (its in-loop decay is for noisy targets),
@@ -372,7 +373,7 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
                 eac.step(store.batch(k), targets[..., batches[k], :])
         eac_train, eac_meta = _eac_evidence(eac, store, batches, meta_X, fold, cfg)
         q, info, _ = bayes_posterior(eac_train, eac_meta, given_np, meta_given, meta_y, transition, cfg,
-                                     graph_terms and graph_terms[:2])
+                                     shared_graph)
     return torch.as_tensor(q), info
 
 
