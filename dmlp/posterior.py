@@ -34,6 +34,13 @@ import torch
 log = logging.getLogger("dmlp")
 
 
+def transition_counts(true: np.ndarray, given: np.ndarray, n_classes: int) -> np.ndarray:
+    """C x C counts of the rows whose true class is c and given label is g."""
+    counts = np.zeros((n_classes, n_classes))
+    np.add.at(counts, (np.asarray(true), np.asarray(given)), 1.0)
+    return counts
+
+
 def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray], n_classes: int,
                         smoothing: float = 0.5) -> Optional[np.ndarray]:
     """T[true, given] counted on the meta rows, smoothed and row-normalised.
@@ -43,8 +50,7 @@ def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray],
     """
     if meta_given is None:
         return None
-    T = np.full((n_classes, n_classes), float(smoothing))
-    np.add.at(T, (np.asarray(meta_true), np.asarray(meta_given)), 1.0)
+    T = transition_counts(meta_true, meta_given, n_classes) + float(smoothing)
     return T / T.sum(1, keepdims=True)
 
 
@@ -305,8 +311,7 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         names.append("graph")
     if transition is not None and meta_given is not None:
         names.append("transition")
-        meta_counts = np.zeros((C, C))
-        np.add.at(meta_counts, (meta_labels, meta_given), 1.0)
+        meta_counts = transition_counts(meta_labels, meta_given, C)
         for step in range(1 + cfg.transition_em_steps):
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
                 transition = transition_from_posteriors(q, given, cfg.transition_smoothing, meta_counts)

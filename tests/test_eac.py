@@ -112,6 +112,19 @@ _TERMS = [dict(),                                                          # pla
           dict(eac_double_softmax=True, eac_confidence_penalty=0.4)]       # the script's accident
 
 
+def _assert_gradients_match_autograd(clf, X, targets, T=None, meta=None):
+    """``clf.gradients`` equals autograd of ``clf.loss`` (float64); returns the leaf (w, b)."""
+    loss, gw, gb = clf.gradients(X, targets, T, meta)
+    w = clf.weight.clone().requires_grad_(True)
+    b = clf.bias.clone().requires_grad_(True)
+    ref = clf.loss(X, targets, T, meta, w, b)
+    ref_gw, ref_gb = torch.autograd.grad(ref, (w, b))
+    torch.testing.assert_close(loss, ref.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gw, ref_gw, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(gb, ref_gb, rtol=1e-9, atol=1e-12)
+    return w, b
+
+
 @pytest.mark.parametrize("forward", [False, True])
 @pytest.mark.parametrize("terms", _TERMS)
 def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
@@ -124,14 +137,7 @@ def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
     T = torch.softmax(torch.randn(C, C, generator=g, dtype=torch.float64), -1) if forward else None
     meta = (torch.randn(9, D, generator=g, dtype=torch.float64), torch.arange(9) % C,
             torch.rand(V, 9, generator=g, dtype=torch.float64))
-    loss, gw, gb = clf.gradients(X, t, T, meta)
-    w = clf.weight.clone().requires_grad_(True)
-    b = clf.bias.clone().requires_grad_(True)
-    ref = clf.loss(X, t, T, meta, w, b)
-    ref_gw, ref_gb = torch.autograd.grad(ref, (w, b))
-    torch.testing.assert_close(loss, ref.detach(), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(gw, ref_gw, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(gb, ref_gb, rtol=1e-9, atol=1e-12)
+    w, b = _assert_gradients_match_autograd(clf, X, t, T, meta)
     # and the reference itself is right: gradcheck of the autograd objective
     fn = lambda w_, b_: clf.loss(X, t, T, meta, w_, b_)
     assert torch.autograd.gradcheck(fn, (w, b), eps=1e-6, atol=1e-6, rtol=1e-5)
@@ -146,22 +152,10 @@ def test_soft_target_gradients_match_autograd_in_float64(terms):
     g = torch.Generator().manual_seed(6)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
     soft = torch.softmax(3 * torch.randn(N, C, generator=g, dtype=torch.float64), -1)
-    loss, gw, gb = clf.gradients(X, soft)
-    w = clf.weight.clone().requires_grad_(True)
-    b = clf.bias.clone().requires_grad_(True)
-    ref = clf.loss(X, soft, None, None, w, b)
-    ref_gw, ref_gb = torch.autograd.grad(ref, (w, b))
-    torch.testing.assert_close(loss, ref.detach(), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(gw, ref_gw, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(gb, ref_gb, rtol=1e-9, atol=1e-12)
+    _assert_gradients_match_autograd(clf, X, soft)
     # per-view targets, a view's all-zero rows left out of its cross-entropy (the refit's form)
     per_view = torch.stack([soft * (torch.arange(N) % V == v).unsqueeze(1) for v in range(V)])
-    loss_v, gw_v, gb_v = clf.gradients(X, per_view)
-    ref_v = clf.loss(X, per_view, None, None, w, b)
-    ref_gw_v, ref_gb_v = torch.autograd.grad(ref_v, (w, b))
-    torch.testing.assert_close(loss_v, ref_v.detach(), rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(gw_v, ref_gw_v, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(gb_v, ref_gb_v, rtol=1e-9, atol=1e-12)
+    _assert_gradients_match_autograd(clf, X, per_view)
     # one-hot soft targets are the hard-target loss, for every view
     hard = soft.argmax(1)
     torch.testing.assert_close(clf.loss(X, F.one_hot(hard, C).double()), clf.loss(X, hard.expand(V, -1)))
