@@ -1,4 +1,8 @@
-"""Configuration: one TOML file per setting in ``configs/``, read with the standard library.
+"""Configuration: one TOML file per setting, shipped inside the package (``dmlp/configs/``).
+
+The files are read with :mod:`importlib.resources`, so they are found in a source checkout, an
+editable install and an installed wheel alike; TOML is parsed by :mod:`tomllib` (Python 3.11+)
+or its backport ``tomli`` (Python 3.9 and 3.10).
 
 A config file may name a base with ``inherit = "default"``; its keys override the base's.
 Every hyper-parameter of the method lives in :class:`Config`; the CLI overrides the common
@@ -7,14 +11,32 @@ ones.  Unknown keys are refused with the list of valid keys, so a typo never pas
 from __future__ import annotations
 
 import dataclasses
-import tomllib
+import sys
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
 from .errors import InputError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+if sys.version_info >= (3, 11):
+    import tomllib
+else:                                   # the same parser, as a package, before Python 3.11
+    import tomli as tomllib
+
+CONFIG_DIR = Path(str(resources.files(__package__).joinpath("configs")))
+
+
+def config_names() -> list:
+    """Names of the configs shipped with the package, sorted (``default``, ``cifar10_sym50``, ...).
+
+    Returns
+    -------
+    list of str
+        One name per ``.toml`` file in the package's ``configs`` folder.
+    """
+    folder = resources.files(__package__).joinpath("configs")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
 @dataclass(frozen=True)
@@ -132,7 +154,23 @@ def _coerce(values: dict, source: str) -> dict:
 
 
 def resolve_config_path(name_or_path: str) -> Path:
-    """A bare name (``cifar10_sym50``) is looked up in ``configs/``; anything else is a path."""
+    """Find a config file: a bare name (``cifar10_sym50``) is a shipped config, anything else a path.
+
+    Parameters
+    ----------
+    name_or_path : str
+        A shipped config's name, or the path of a ``.toml`` file.
+
+    Returns
+    -------
+    pathlib.Path
+        The file to read.
+
+    Raises
+    ------
+    InputError
+        When neither a file of that path nor a shipped config of that name exists.
+    """
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
         if not path.exists():
@@ -140,8 +178,8 @@ def resolve_config_path(name_or_path: str) -> Path:
         return path
     candidate = CONFIG_DIR / f"{name_or_path}.toml"
     if not candidate.exists():
-        names = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.toml")))
-        raise InputError(f"config '{name_or_path}' not found in {CONFIG_DIR} (available: {names})")
+        raise InputError(f"config '{name_or_path}' not found: neither a file nor a shipped config "
+                         f"(shipped: {', '.join(config_names())})")
     return candidate
 
 
@@ -166,9 +204,26 @@ def _read_toml(path: Path, seen: tuple = ()) -> dict:
 
 
 def load_config(name_or_path: Optional[str] = None, **overrides: Any) -> Config:
-    """Load a config by name or path (default: ``configs/default.toml``) and apply overrides.
+    """Load a config by name or path and apply overrides.
 
-    Overrides whose value is ``None`` are ignored, so CLI flags that were not given pass through.
+    Parameters
+    ----------
+    name_or_path : str, optional
+        A shipped config's name (see :func:`config_names`) or a ``.toml`` path; default
+        ``"default"``, the default method.
+    **overrides
+        Config keys to replace; a value of ``None`` is ignored, so CLI flags that were not
+        given pass through.
+
+    Returns
+    -------
+    Config
+        The validated, frozen configuration.
+
+    Raises
+    ------
+    InputError
+        For an unknown name, an unreadable file, an unknown key or a value of the wrong type.
     """
     path = resolve_config_path(name_or_path or "default")
     values = _read_toml(path)

@@ -121,8 +121,11 @@ def _pread_into(fd, view, offset) -> int:
 
 
 def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
-                   chunk_bytes: int = 16 * 2 ** 20) -> np.ndarray:
-    """Validate a 2-D float feature matrix; scans for NaN/inf chunk by chunk (no full copy)."""
+                   chunk_bytes: int = 16 * 2 ** 20, progress: bool = False) -> np.ndarray:
+    """Validate a 2-D float feature matrix; scans for NaN/inf chunk by chunk (no full copy).
+
+    ``progress`` shows a bar for the scan when it reads more than 256 MB.
+    """
     if array.ndim != 2:
         raise InputError(f"{name}: expected a 2-D feature matrix, got shape {array.shape}")
     if array.dtype.type not in FEATURE_DTYPES:
@@ -131,7 +134,9 @@ def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
         raise InputError(f"{name}: empty feature matrix (shape {array.shape})")
     if check_finite:
         chunk_rows = max(1, chunk_bytes // (array.shape[1] * array.dtype.itemsize))
-        for start in range(0, array.shape[0], chunk_rows):
+        from tqdm import tqdm
+        for start in tqdm(range(0, array.shape[0], chunk_rows), desc=f"checking {name}", unit="chunk",
+                          leave=False, disable=not progress or array.nbytes < 256 * 2 ** 20):
             block = read_rows(array, slice(start, start + chunk_rows))
             if not np.isfinite(block).all():
                 bad = start + int(np.argwhere(~np.isfinite(block))[0, 0])
@@ -140,8 +145,12 @@ def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
 
 
 def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
-                 n_rows: Optional[int] = None, rows_of: str = "") -> np.ndarray:
-    """Validate a 1-D integer label vector in 0..C-1 and return it as an int64 array in RAM."""
+                 n_rows: Optional[int] = None, rows_of: str = "", allow_unknown: bool = False) -> np.ndarray:
+    """Validate a 1-D integer label vector in 0..C-1 and return it as an int64 array in RAM.
+
+    With ``allow_unknown``, -1 marks a row whose label is unknown (any other negative value is
+    still refused).
+    """
     array = np.asarray(array)
     if array.ndim == 2 and array.shape[1] == 1:
         array = array[:, 0]
@@ -155,8 +164,10 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
     elif array.dtype.kind not in "iub":
         raise InputError(f"{name}: labels must be integers, got dtype {array.dtype}")
     labels = array.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise InputError(f"{name}: negative label {int(labels.min())} (labels must be 0..C-1)")
+    floor = -1 if allow_unknown else 0
+    if labels.size and labels.min() < floor:
+        raise InputError(f"{name}: negative label {int(labels.min())} (labels must be 0..C-1"
+                         f"{', or -1 for unknown' if allow_unknown else ''})")
     if n_classes is not None and labels.size and labels.max() >= n_classes:
         raise InputError(f"{name}: label {int(labels.max())} out of range for {n_classes} classes")
     return labels
@@ -177,10 +188,11 @@ class Dataset:
     files: dict = field(default_factory=dict)
 
 
-def load_dataset(folder, n_classes: int = 0, check_finite: bool = True) -> Dataset:
+def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress: bool = False) -> Dataset:
     """Open and validate a data folder in the authors' layout.
 
-    ``n_classes = 0`` infers C from the largest label present.  Every problem raises
+    ``n_classes = 0`` infers C from the largest label present.  ``correctlabels.npy`` may hold -1
+    for rows whose true label is unknown.  Every problem raises
     :class:`InputError` naming the file, e.g.
     ``trainlabels.npy has 49999 rows but trainfeatures.npy has 50000``.
     """
@@ -198,7 +210,8 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True) -> Datas
     def optional(name):
         return load_npy(path(name)) if (folder / name).exists() else None
 
-    train = check_features(load_npy(path("trainfeatures.npy")), "trainfeatures.npy", check_finite=check_finite)
+    train = check_features(load_npy(path("trainfeatures.npy")), "trainfeatures.npy", check_finite=check_finite,
+                           progress=progress)
     N, d = train.shape
     noisy_raw = load_npy(path("trainlabels.npy"), mmap=False)
     true_raw = optional("correctlabels.npy")
@@ -218,7 +231,7 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True) -> Datas
                 n_classes = max(n_classes, int(np.max(a)) + 1)
     noisy = check_labels(noisy_raw, "trainlabels.npy", n_classes, N, "trainfeatures.npy")
     true = None if true_raw is None else check_labels(
-        np.asarray(true_raw), "correctlabels.npy", n_classes, N, "trainfeatures.npy")
+        np.asarray(true_raw), "correctlabels.npy", n_classes, N, "trainfeatures.npy", allow_unknown=True)
     if test is not None:
         check_features(test, "testfeatures.npy", check_finite=check_finite)
         if test.shape[1] != d:

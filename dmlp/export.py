@@ -60,11 +60,31 @@ def labels_from_npy(path, n_classes: Optional[int] = None, n_rows: Optional[int]
 
 
 def export_noise_files(labels, data_path, r: float, noise_mode: str,
-                       formats: Iterable[str] = ("dividemix",), overwrite: bool = False) -> list:
+                       formats: Iterable[str] = ("dividemix",), overwrite: bool = False,
+                       mkdir: bool = False) -> list:
     """Write ``labels`` as a JSON noise file under ``data_path`` for each consumer in ``formats``.
 
-    Returns the written paths.  An existing file is an input of the consumer (maybe the very
-    noise file a published run used), so it is only replaced when ``overwrite`` is true.
+    Parameters
+    ----------
+    labels : array-like of int, shape (N,)
+        The labels to hand over.
+    data_path : path
+        The trainer's ``--data_path``; must exist unless ``mkdir`` is true (a typo there would
+        otherwise leave the trainer drawing its own random noise).
+    r, noise_mode : float, str
+        The trainer's ``--r`` and ``--noise_mode``; they make the file name.
+    formats : iterable of str
+        ``"dividemix"`` and/or ``"c2d"``.
+    overwrite : bool
+        An existing file is an input of the consumer (maybe the very noise file a published run
+        used), so it is only replaced when this is true.
+    mkdir : bool
+        Create a missing ``data_path``.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The written files.
     """
     labels = check_labels(labels, "labels")
     try:
@@ -76,6 +96,9 @@ def export_noise_files(labels, data_path, r: float, noise_mode: str,
     data_path = Path(data_path)
     if data_path.exists() and not data_path.is_dir():
         raise InputError(f"--data-path: not a folder ({data_path})")
+    if not data_path.exists() and not mkdir:
+        raise InputError(f"--data-path: {data_path} does not exist (the trainer would find no noise file "
+                         "there); fix the path, or pass --mkdir to create it")
     targets = []
     for fmt in formats:
         target = data_path / noise_file_name(r, noise_mode, fmt)

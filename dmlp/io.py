@@ -36,6 +36,11 @@ def _atomic_write(path, write):
     return path
 
 
+def save_with(path, write) -> Path:
+    """Write ``path`` atomically with ``write(binary_file)`` (e.g. a figure's ``savefig``)."""
+    return _atomic_write(path, write)
+
+
 def save_torch(path, obj) -> Path:
     """``torch.save`` atomically (checkpoints)."""
     import torch

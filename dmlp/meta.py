@@ -53,11 +53,32 @@ def check_meta_labels(labels, n_classes: int, what: str) -> np.ndarray:
 
 
 def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """A seeded uniform draw of ``size`` training rows (the authors draw 1,000 unseeded)."""
+    """A seeded uniform draw of ``size`` training rows whose true label is known.
+
+    Parameters
+    ----------
+    true_labels : numpy.ndarray of int, shape (N,)
+        The true labels; -1 marks a row whose true label is unknown (never drawn).
+    size : int
+        How many rows to draw (the authors draw 1,000, unseeded).
+    seed : int
+        Seed of the draw; with every label known the draw is the same as ever.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        The drawn row indices, sorted.
+    """
     n = len(true_labels)
+    known = np.flatnonzero(np.asarray(true_labels) >= 0)
     if not 0 < size < n:
         raise InputError(f"--meta-size {size}: must be between 1 and {n - 1}")
-    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    if len(known) == n:
+        return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+    if size > len(known):
+        raise InputError(f"--meta-size {size}: correctlabels.npy knows the true label of only {len(known)} "
+                         f"rows (the others are -1); the meta set is drawn from those")
+    return np.sort(known[np.random.default_rng(seed).choice(len(known), size, replace=False)])
 
 
 def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: int, seed: int,

@@ -1,4 +1,11 @@
-"""``python DMLP.py``: load a data folder, purify its labels, write the outputs atomically."""
+"""``dmlp purify`` (also ``python DMLP.py``): load a data folder, purify its labels, write the outputs.
+
+The data decide, a config refines: ``--data DIR`` alone runs the default method with the class
+count of the labels and writes to ``runs/<folder name>``; ``--config`` picks another method, and
+its ``n_classes`` (when set) must agree with the labels.  With neither, the embedded demo
+(``labels_cifar10/symmetric20`` of a source checkout, config ``cifar10_sym20``) runs.  Every
+output file is written under a temporary name and renamed; ``summary.json`` last.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +14,7 @@ import json
 import logging
 import os
 import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -14,31 +22,39 @@ import numpy as np
 
 from . import io
 from .cli import ArgumentParser
-from .config import CONFIG_DIR, load_config
+from .config import config_names, load_config
 from .data import gram_warning, load_dataset, load_npy, read_rows
 from .errors import InputError
 from .meta import MetaSet, auto_meta_indices, check_meta_indices, check_meta_labels, draw_meta_indices
 from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent   # the source checkout, when there is one
+DEMO_CONFIG = "cifar10_sym20"                        # what runs with neither --data nor --config
+DEFAULT_CONFIG = "default"                           # what runs on --data DIR without --config
 OUTPUT_FILES = ("purified_labels.npy", "purified_soft_labels.npy", "label_quality.npy",
                 "meta_indices.npy", "noise_file.json", "summary.json")
+REPORT = "report.png"
 CHECKPOINT = "checkpoint.pt"
 log = logging.getLogger("dmlp")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "dmlp purify") -> argparse.ArgumentParser:
+    """The argument parser of ``dmlp purify`` (``prog`` names the command in messages)."""
     p = ArgumentParser(
-        prog="DMLP.py",
-        description="Purify noisy labels from precomputed features with DMLP (IPC + EAC).",
-        epilog="Configs: " + ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.toml"))))
+        prog=prog,
+        description="Purify noisy labels from precomputed features with DMLP (IPC + EAC). "
+                    "With --data DIR alone: the default method, the class count of the labels, "
+                    "outputs in runs/<folder name>. With no argument: the embedded CIFAR-10 demo.",
+        epilog="Shipped configs: " + ", ".join(config_names()))
     p.add_argument("--config", default=None,
-                   help="config name in configs/ (e.g. cifar10_sym50, cifar10_sym50_paper) or a .toml path "
-                        "(default: cifar10_sym20, the embedded demo)")
+                   help="a shipped config's name (e.g. paper, cifar10_sym50_paper) or a .toml path; "
+                        "default: 'default' with --data, 'cifar10_sym20' (the demo) without")
     p.add_argument("--data", default=None,
                    help="data folder in the authors' layout (trainfeatures.npy, trainlabels.npy, ...); "
-                        "default: the config's data folder")
-    p.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
+                        "default: the config's data folder (the demo's)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/<data folder name> in the current folder, "
+                        "runs/<data folder>_<config> with --config; the demo: runs/cifar10_sym20)")
     meta = p.add_mutually_exclusive_group()
     meta.add_argument("--meta-size", type=int, default=None,
                       help="draw this many clean meta rows (seeded) from the training set, labelled by "
@@ -54,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue from OUT/checkpoint.pt of an interrupted run (same config and data)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace results in OUT that came from a different config or data")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--plot", action="store_true",
+                   help=f"also write OUT/{REPORT}: the per-epoch curve and the estimated noise-transition "
+                        "matrix as a heat map (needs matplotlib: pip install 'dmlp[plot]')")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or phase messages")
     return p
 
 
@@ -179,6 +198,10 @@ def _select_meta(args, cfg, data) -> MetaSet:
         idx = check_meta_indices(raw, N, what)
         if data.true_labels is None:
             raise InputError(f"{what}: needs correctlabels.npy in the data folder for the meta labels")
+        unknown = idx[data.true_labels[idx] < 0]
+        if len(unknown):
+            raise InputError(f"{what}: row {int(unknown[0])} has no known true label (-1 in correctlabels.npy); "
+                             f"{len(unknown)} of the {len(idx)} meta rows are unknown")
         source = f"rows from {args.meta_index}"
         what += " (labels from correctlabels.npy)"
     elif args.meta == "auto":
@@ -202,8 +225,13 @@ def _select_meta(args, cfg, data) -> MetaSet:
                              "(every class needs a clean example)")
         if not 0 < size < N:
             raise InputError(f"{what}: must be between {C} and {N - 1} (rows of trainfeatures.npy)")
+        n_known = int((data.true_labels >= 0).sum())
+        if args.meta_size is None and n_known < min(size, N):
+            size = n_known                    # every row whose truth is known (the config asks for more)
+            what = f"all {n_known} rows with a known true label (meta_size = {cfg.meta_size}, config {cfg.name})"
         idx = draw_meta_indices(data.true_labels, size, cfg.seed)
-        source = f"{len(idx)} rows drawn with seed {cfg.seed}"
+        source = f"{len(idx)} rows drawn with seed {cfg.seed}" + (
+            "" if n_known == N else f" from the {n_known} rows whose true label is known")
         what += " (labels from correctlabels.npy)"
     labels = data.true_labels[idx]
     check_meta_labels(labels, C, what)
@@ -216,17 +244,87 @@ def _rows(features, idx):
     return read_rows(features, np.sort(idx)).astype(np.float32, copy=False)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+class _Phases:
+    """One line on stderr per phase of a run that is not the purifier's own (loading, writing)."""
+
+    def __init__(self, quiet: bool):
+        self.quiet, self.t0 = quiet, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(f"[{time.perf_counter() - self.t0:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+
+def _resolve_inputs(args):
+    """Config, data folder and default output folder from the flags: the data decide.
+
+    Returns ``(config, data_dir, default_out)``.  Without ``--config`` a ``--data`` folder runs
+    the default method; without both, the demo config and its folder.
+    """
+    if args.config is None and args.data is not None:
+        cfg = load_config(DEFAULT_CONFIG, epochs=args.epochs, seed=args.seed)
+    else:
+        cfg = load_config(args.config or DEMO_CONFIG, epochs=args.epochs, seed=args.seed)
+    if args.data is not None:
+        data_dir = Path(args.data)
+    else:
+        data_dir = Path(cfg.data)
+        if not data_dir.is_absolute():
+            checkout = REPO_ROOT / data_dir
+            data_dir = checkout if checkout.exists() or not data_dir.exists() else data_dir
+        if not data_dir.exists():
+            raise InputError(f"no --data given and the config's data folder {cfg.data} is not here "
+                             f"(the demo ships with a source checkout); give --data DIR")
+    data_dir = data_dir.resolve() if data_dir.exists() else data_dir.absolute()
+    if args.data is None:
+        name = cfg.name
+    elif args.config is None:
+        name = data_dir.name
+    else:
+        name = f"{data_dir.name}_{cfg.name}"
+    return cfg, data_dir, Path.cwd() / "runs" / name
+
+
+def _check_plotting(enabled: bool) -> None:
+    if enabled:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise InputError("--plot: needs matplotlib (pip install matplotlib, or 'dmlp[plot]')") from None
+
+
+def main(argv=None, prog: str = "dmlp purify") -> int:
+    """Run ``dmlp purify ARGS``; returns the exit code (bad input raises :class:`InputError`).
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The flags (default: ``sys.argv[1:]``); ``dmlp purify --help`` lists them.
+    prog : str
+        The command's name in messages.
+
+    Returns
+    -------
+    int
+        0 when the outputs are written (or already complete on ``--resume``).
+    """
+    args = build_parser(prog).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     t0 = time.perf_counter()
+    phase = _Phases(args.quiet)
     # --- validate every input before anything is created or written -----------------------
-    cfg = load_config(args.config or "cifar10_sym20", epochs=args.epochs, seed=args.seed)
+    cfg, data_dir, default_out = _resolve_inputs(args)
     for flag, value in (("--epochs", cfg.epochs), ("--meta-size", args.meta_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
-    data_dir = Path(args.data) if args.data else (REPO_ROOT / cfg.data if not Path(cfg.data).is_absolute() else Path(cfg.data))
-    data = load_dataset(data_dir, cfg.n_classes)
+    _check_plotting(args.plot)
+    phase(f"reading and checking {data_dir}")
+    data = load_dataset(data_dir, 0, progress=not args.quiet)
+    if cfg.n_classes and cfg.n_classes != data.n_classes:
+        raise InputError(f"config {cfg.name}: n_classes = {cfg.n_classes} but the labels in {data_dir} "
+                         f"have {data.n_classes} classes (labels 0..{data.n_classes - 1}); run without "
+                         "--config, or use a config for this data")
+    cfg = cfg.replace(n_classes=data.n_classes)          # the resolved config, as summary.json records it
     meta = _select_meta(args, cfg, data)
     from .purify import purify, resolve_device          # torch: only once the data are known good
     device = resolve_device(args.device)
@@ -237,10 +335,12 @@ def main(argv=None) -> int:
     rows = np.nonzero(keep)[0]
     features = _Subset(data.train_features, rows)        # reads only what is asked for
     truth = None if data.true_labels is None else data.true_labels[rows]
+    if truth is not None and not (truth >= 0).any():
+        truth = None                                     # no known true label among the purified rows
     n_batches = max(1, -(-len(rows) // max(1, cfg.batch_size)))
     gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed)
 
-    out = Path(args.out) if args.out else REPO_ROOT / "runs" / cfg.name
+    out = Path(args.out).absolute() if args.out else default_out
     meta_spec = (args.meta_index, args.meta, args.meta_size)
     fingerprint = _fingerprint(cfg, data, meta_spec, args.meta_index)
     checkpoint, complete = _check_out(out, fingerprint, args.overwrite, args.resume)
@@ -253,22 +353,26 @@ def main(argv=None) -> int:
         log.warning("%s", gram_note)
     try:
         return _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint,
-                    checkpoint, device, purify, t0)
+                    checkpoint, device, purify, t0, phase)
     except BaseException:
         _remove_empty(created)      # a run that failed before writing anything leaves no folder
         raise
 
 
 def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint, checkpoint,
-         device, purify, t0) -> int:
+         device, purify, t0, phase) -> int:
     N = data.train_features.shape[0]
 
     def on_epoch_end(epoch, state):
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
             io.save_torch(out / CHECKPOINT, {**state(), "fingerprint": fingerprint})
 
+    known = None if truth is None else truth >= 0        # rows whose true label is known
+    phase(f"purifying {len(rows)} rows ({data.n_classes} classes, config {cfg.name}, {cfg.epochs} epochs, "
+          f"device {device})")
     result = purify(features, data.noisy_labels[rows], meta.features, meta.labels, cfg,
-                    n_classes=data.n_classes, meta_noisy_labels=meta.noisy_labels, true_labels=truth,
+                    n_classes=data.n_classes, meta_noisy_labels=meta.noisy_labels,
+                    true_labels=truth if known is not None and known.all() else None,
                     device=str(device), progress=not args.quiet, checkpoint=checkpoint,
                     on_epoch_end=on_epoch_end)
 
@@ -290,33 +394,38 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
         "device": result.device, "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
         "features_in_ram": bool(len(rows) * data.train_features.shape[1] * 4 <= cfg.resident_limit_gb * 2 ** 30),
+        **_noise_estimate(result),
+        "n_truth_known": 0 if known is None else int(known.sum()),
     }
-    if truth is not None:
-        given = data.noisy_labels[rows]
+    if known is not None:
+        given, after, true = data.noisy_labels[rows][known], result.labels[known], truth[known]
         summary.update({
-            "label_accuracy_before": accuracy(given, truth),
-            "label_accuracy_after": accuracy(result.labels, truth),
-            "per_class_accuracy_after": per_class_accuracy(result.labels, truth, C),
-            "soft_label_ece": expected_calibration_error(result.soft_labels, truth),
-            "label_quality_auc": roc_auc(-result.label_quality, given != truth),
+            "label_accuracy_before": accuracy(given, true),
+            "label_accuracy_after": accuracy(after, true),
+            "per_class_accuracy_after": per_class_accuracy(after, true, C),
+            "soft_label_ece": expected_calibration_error(result.soft_labels[known], true),
+            "label_quality_auc": roc_auc(-result.label_quality[known], given != true),
         })
     if data.test_labels is not None and result.eac_weight is not None:
-        pred = []
-        for s in range(0, data.test_features.shape[0], 8192):
-            block = read_rows(data.test_features, slice(s, s + 8192)).astype(np.float32)
-            pred.append(result.eac_predict_proba(block).argmax(1))
-        pred = np.concatenate(pred)
-        summary["test_accuracy"] = accuracy(pred, data.test_labels)
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
+        summary["test_accuracy"] = accuracy(_predict_test(result, data.test_features, args.quiet),
+                                            data.test_labels)
+
+    # summary.json marks a complete set of outputs: drop the old one first, write the new one
+    # last, so a run killed in between leaves whole files but no claim that they belong together
+    phase(f"writing the outputs to {out}")
 
     # summary.json marks a complete set of outputs: drop the old one first, write the new one
     # last, so a run killed in between leaves whole files but no claim that they belong together
     (out / "summary.json").unlink(missing_ok=True)
+    if args.plot:
+        from .report import write_report
+        write_report(out / REPORT, summary)
     written = [io.save_npy(out / "purified_labels.npy", labels.astype(np.int64)),
                io.save_npy(out / "purified_soft_labels.npy", soft),
                io.save_npy(out / "label_quality.npy", quality),
                io.save_npy(out / "meta_indices.npy", meta.indices.astype(np.int64)),
                io.save_noise_file(out / "noise_file.json", labels)]
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["output_sha256"] = {p.name: _file_identity(p, hash_limit=2 ** 62).split(":", 1)[1]
                                 for p in written}
     io.save_json(out / "summary.json", summary, indent=1)   # last: marks the results complete
@@ -325,14 +434,41 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
     return 0
 
 
+def _noise_estimate(result) -> dict:
+    """The estimated noise-transition matrix and noise rate, known without any ground truth.
+
+    ``transition_matrix[c][k]``: estimated probability that a row of true class ``c`` was given
+    label ``k`` (``None`` when the method estimated none); ``estimated_noise_rate``: one minus
+    the mean estimated probability that a purified row's given label is right.
+    """
+    T = getattr(result, "transition_matrix", None)
+    return {"transition_matrix": None if T is None else np.asarray(T, dtype=np.float64).round(6).tolist(),
+            "estimated_noise_rate": float(1.0 - np.mean(result.label_quality, dtype=np.float64))}
+
+
+def _predict_test(result, test_features, quiet: bool, block: int = 8192) -> np.ndarray:
+    """The EAC classifier's test-set predictions, read from the file block by block."""
+    from tqdm import tqdm
+    starts = range(0, test_features.shape[0], block)
+    pred = [result.eac_predict_proba(read_rows(test_features, slice(s, s + block)).astype(np.float32)).argmax(1)
+            for s in tqdm(starts, desc="test set", unit="block", disable=quiet or len(starts) < 4,
+                          leave=False)]
+    return np.concatenate(pred)
+
+
 def _print_summary(s, out):
     lines = [f"DMLP [{s['config_name']}] on {s['data']}: {s['n_purified']} rows purified, "
              f"{s['n_meta']} meta rows ({s['meta_source']}), {s['n_classes']} classes, device {s['device']}",
              f"  changed {s['n_changed']} labels in {s['seconds']:.1f} s"]
     if "label_accuracy_after" in s:
-        lines.append(f"  label accuracy {100 * s['label_accuracy_before']:.2f} % -> "
+        rows = "" if s["n_truth_known"] == s["n_purified"] else \
+            f" on the {s['n_truth_known']} of {s['n_purified']} purified rows whose true label is known"
+        lines.append(f"  label accuracy{rows} {100 * s['label_accuracy_before']:.2f} % -> "
                      f"{100 * s['label_accuracy_after']:.2f} % (soft-label ECE {s['soft_label_ece']:.3f}, "
                      f"wrong-label AUC {s['label_quality_auc']:.3f})")
+    else:
+        lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
+                     "(no ground truth for these rows: nothing to measure against)")
     if "test_accuracy" in s:
         lines.append(f"  EAC classifier test accuracy {100 * s['test_accuracy']:.2f} %")
     lines.append(f"  outputs in {out}/ (purified_labels.npy, purified_soft_labels.npy, noise_file.json, summary.json)")
@@ -355,6 +491,7 @@ class _Subset:
         return out if dtype is None else out.astype(dtype)
 
 
-def cli(argv=None) -> int:
+def cli(argv=None, prog: str = "dmlp purify") -> int:
+    """``main`` with input errors turned into one line and exit code 2 (see :func:`dmlp.cli.run_cli`)."""
     from .cli import run_cli
-    return run_cli(main, argv)
+    return run_cli(lambda a: main(a, prog=prog), argv)

@@ -1,69 +1,14 @@
 #!/usr/bin/env python3
-"""Write a labels .npy (e.g. OUT/purified_labels.npy) as the noise file DivideMix / C2D read.
+"""Write labels as the noise file DivideMix / C2D read: the same as ``dmlp export``, runnable from a checkout without installing.
 
-DivideMix opens DATA_PATH/<r as %.1f>_<mode>.json (e.g. 0.5_sym.json), C2D opens
-DATA_PATH/<r as %.2f>_<mode>.json (e.g. 0.50_sym.json); both silently generate *new random
-noise* when their file is missing, so the names written here match theirs exactly.  Run the
-trainer with the same --r and --noise_mode.  See docs/data_tools.md.
+See ``dmlp export --help`` and docs/data_tools.md.
 """
-from __future__ import annotations
-
-import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout, no install
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package
 
-from dmlp.cli import ArgumentParser as _Parser, run_cli  # noqa: E402
-from dmlp.data import check_labels, load_npy  # noqa: E402
-from dmlp.errors import InputError  # noqa: E402
-from dmlp.export import expand_formats, export_noise_files, labels_from_npy  # noqa: E402
-
-
-def parse_args(argv=None):
-    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--labels", required=True, metavar="FILE.npy",
-                   help="labels to export: N ints, or N x C float scores (argmax is taken)")
-    p.add_argument("--data-path", required=True, metavar="DIR",
-                   help="the trainer's --data_path (the CIFAR python folder); the JSON goes here")
-    p.add_argument("--r", required=True, metavar="R",
-                   help="the --r the trainer will be run with (only used in the file name)")
-    p.add_argument("--noise-mode", required=True, metavar="MODE",
-                   help="the --noise_mode the trainer will be run with, e.g. sym or asym")
-    p.add_argument("--format", default="both", metavar="dividemix|c2d|both",
-                   help="which consumer's file name to write (default both)")
-    p.add_argument("--n-classes", type=int, default=None, metavar="C",
-                   help="check labels are in 0..C-1 (e.g. 10 for CIFAR-10, 100 for CIFAR-100)")
-    p.add_argument("--correct-labels", metavar="FILE.npy",
-                   help="optional true labels (e.g. correctlabels.npy): checks the row count and "
-                        "prints the label accuracy of the exported labels")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing noise file of the same name (refused by default, it "
-                        "may be the original noise file of a published run)")
-    return p.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    formats = expand_formats(args.format)
-    if args.n_classes is not None and args.n_classes < 2:
-        raise InputError(f"--n-classes: must be at least 2, got {args.n_classes}")
-    correct = None
-    if args.correct_labels:
-        correct = check_labels(load_npy(args.correct_labels, what="--correct-labels", mmap=False),
-                               "--correct-labels", n_classes=args.n_classes)
-    labels = labels_from_npy(args.labels, n_classes=args.n_classes,
-                             n_rows=None if correct is None else correct.shape[0],
-                             rows_of="--correct-labels")
-    written = export_noise_files(labels, args.data_path, args.r, args.noise_mode,
-                                 formats=formats, overwrite=args.overwrite)
-    extra = ""
-    if correct is not None:
-        extra = f", label accuracy {100 * float((labels == correct).mean()):.2f}%"
-    for path in written:
-        print(f"wrote {path} ({labels.shape[0]} labels{extra})")
-    return 0
-
+from dmlp.__main__ import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main(["export", *sys.argv[1:]]))

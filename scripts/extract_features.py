@@ -1,17 +1,14 @@
-#!/usr/bin/env python
-"""Extract trainfeatures.npy / testfeatures.npy from images with a SimCLR/MoCo checkpoint.
+#!/usr/bin/env python3
+"""Extract features from images with a self-supervised checkpoint: the same as ``dmlp extract``, runnable from a checkout without installing.
 
-See docs/feature_extraction.md.  Example:
-    python scripts/extract_features.py --input cifar10-jpeg/train --checkpoint ckpt.pth \
-        --out data/cifar10/trainfeatures.npy --labels-out data/cifar10/correctlabels.npy
+See ``dmlp extract --help`` and docs/data_tools.md.
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout's package
 
-from dmlp.cli import run_cli  # noqa: E402
-from dmlp.features.extract import main  # noqa: E402
+from dmlp.__main__ import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    sys.exit(main(["extract", *sys.argv[1:]]))
