@@ -19,7 +19,21 @@ spijkervet     raw state dict      ``encoder.conv1...`` (torchvision)         ``
 moco           ``{'state_dict'}``  ``module.encoder_q.conv1...``               ``encoder_q.fc``,
                                                                               ``encoder_k``, queue
 plain          raw state dict      ``conv1...`` (torchvision)                 ``fc.*``
+simsiam        ``{'state_dict'}``  ``module.encoder.conv1...``                ``encoder.fc.*``
+                                                                              (projector),
+                                                                              ``predictor.*``
+byol           raw state dict      ``online_encoder.net.conv1...``            ``online_encoder.``
+                                                                              ``projector.*``,
+                                                                              ``online_predictor.*``,
+                                                                              ``target_encoder.*``
+dino           ``{'state_dict'}``  ``teacher.backbone.conv1...``              ``teacher.head.*``,
+                                                                              ``student.*``
 =============  ==================  =========================================  ====================
+
+Any other encoder-plus-heads layout loads through :func:`prefix_layout` (``dmlp extract
+--backbone-prefix P --drop-heads H1,H2``): the keys under the backbone prefix are the backbone,
+the keys under the named heads are dropped (and listed), and every other key still fails the
+strict load.
 """
 from __future__ import annotations
 
@@ -34,7 +48,14 @@ from ..errors import InputError
 from ..data import require_file
 from .backbones import ResNetFeatures, build_backbone, infer_arch
 
-FORMATS = ("c2d", "sthalles", "leftthomas", "spijkervet", "moco", "plain")
+FORMATS = ("c2d", "sthalles", "leftthomas", "spijkervet", "moco", "plain", "simsiam", "byol", "dino")
+
+# encoder-plus-heads layouts: (backbone prefix, head prefixes dropped)
+PREFIX_LAYOUTS = {
+    "simsiam": ("encoder.", ("encoder.fc.", "predictor.")),
+    "byol": ("online_encoder.net.", ("online_encoder.projector.", "online_predictor.", "target_encoder.")),
+    "dino": ("teacher.backbone.", ("teacher.head.", "student.")),
+}
 
 
 def read_checkpoint(path) -> object:
@@ -74,6 +95,9 @@ def detect_format(sd) -> str:
     has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
     if has("encoder_q."):
         return "moco"
+    for fmt, (backbone, _) in PREFIX_LAYOUTS.items():
+        if has(backbone) and (fmt != "simsiam" or has("predictor.")):
+            return fmt
     if has("backbone."):
         return "sthalles"
     if has("f.0.") or has("g."):
@@ -147,22 +171,72 @@ def _plain(key):
     return None if key.startswith("fc.") else key
 
 
+def prefix_layout(backbone_prefix: str, heads=()) -> Callable[[str], object]:
+    """A key renamer for any encoder-plus-heads checkpoint.
+
+    Parameters
+    ----------
+    backbone_prefix : str
+        The prefix of the backbone's keys (after DataParallel's ``module.``), e.g. ``encoder.``;
+        ``""`` for a backbone at the top level.  A missing final dot is added.
+    heads : iterable of str
+        Prefixes of the keys to drop: projection and prediction heads, a momentum or teacher
+        network.  The backbone's own classifier ``fc.`` is always dropped.
+
+    Returns
+    -------
+    callable
+        ``key -> new key``, or ``None`` for a dropped key.  A key under neither prefix is kept
+        as it is, so the strict load reports it as unexpected.
+    """
+    dot = lambda p: p if not p or p.endswith(".") else p + "."  # noqa: E731
+    prefix, heads = dot(backbone_prefix), tuple(dot(h) for h in heads if h)
+
+    def rename(key):
+        if key.startswith(heads):
+            return None
+        rest = _strip_prefix(key, prefix)
+        if rest is None:
+            return key
+        return None if rest.startswith("fc.") else rest.replace(".shortcut.", ".downsample.")
+    return rename
+
+
 _RENAMERS: Dict[str, Callable[[str], object]] = {
     "c2d": _c2d, "sthalles": _sthalles, "leftthomas": _leftthomas,
     "spijkervet": _spijkervet, "moco": _moco, "plain": _plain,
+    **{fmt: prefix_layout(*layout) for fmt, layout in PREFIX_LAYOUTS.items()},
 }
 
 
-def convert_state_dict(sd, fmt: str) -> Dict[str, torch.Tensor]:
+def convert_state_dict(sd, fmt, dropped: list = None) -> Dict[str, torch.Tensor]:
     """Rename ``sd`` from ``fmt`` to backbone names and drop its head; other keys pass unchanged
-    (so that a strict load reports them as unexpected)."""
-    renamer = _RENAMERS[fmt]
+    (so that a strict load reports them as unexpected).
+
+    ``fmt`` is a format name or a renamer (:func:`prefix_layout`); the dropped keys are appended
+    to ``dropped`` when a list is given.
+    """
+    renamer = _RENAMERS[fmt] if isinstance(fmt, str) else fmt
     out = {}
     for key, value in sd.items():
         new = renamer(_strip_module(key))
         if new is not None:
             out[new] = value
+        elif dropped is not None:
+            dropped.append(key)
     return out
+
+
+def dropped_summary(keys, limit: int = 6) -> str:
+    """``'predictor.* (6 keys), encoder.fc.* (4 keys)'``: the dropped keys grouped by head."""
+    groups: Dict[str, int] = {}
+    for key in keys:
+        parts = _strip_module(key).split(".")
+        head = ".".join(parts[:2] if parts[0] in ("encoder", "online_encoder", "teacher", "backbone") and len(parts) > 2
+                        else parts[:1])
+        groups[head] = groups.get(head, 0) + 1
+    items = [f"{h}.* ({n} key{'s' if n > 1 else ''})" for h, n in sorted(groups.items())]
+    return ", ".join(items[:limit]) + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
 def _short(keys, limit=8):
@@ -198,22 +272,47 @@ def load_strict(model: ResNetFeatures, sd, where: str) -> None:
     model.load_state_dict(full, strict=True)
 
 
-def load_backbone(path, fmt: str = "auto", arch: str = "auto", stem: str = "auto"):
+def load_backbone(path, fmt: str = "auto", arch: str = "auto", stem: str = "auto",
+                  backbone_prefix=None, drop_heads=()):
     """Build the backbone for checkpoint ``path`` and load its weights strictly.
 
-    Returns ``(model in eval mode, info dict with format/arch/stem/dropped key count)``.
+    Parameters
+    ----------
+    path : path
+        The checkpoint (read with ``weights_only=True``).
+    fmt : str
+        A name of :data:`FORMATS`, or ``"auto"`` to detect it from the keys.
+    arch, stem : str
+        The ResNet and its stem, or ``"auto"`` to infer them from the weights.
+    backbone_prefix : str, optional
+        Any other encoder-plus-heads layout: the backbone's key prefix (see
+        :func:`prefix_layout`); replaces ``fmt``.
+    drop_heads : iterable of str
+        With ``backbone_prefix``: the key prefixes of the heads to drop.
+
+    Returns
+    -------
+    (torch.nn.Module, dict)
+        The model in eval mode, and ``format``, ``arch``, ``stem``, ``dropped_keys`` (count),
+        ``dropped`` (the dropped keys grouped by head) and ``feature_dim``.
     """
     sd = _state_dict_of(read_checkpoint(path), path)
-    if fmt == "auto":
+    if backbone_prefix is not None:
+        renamer = prefix_layout(backbone_prefix, drop_heads)
+        fmt = f"prefix {backbone_prefix!r}"
+    elif drop_heads:
+        raise InputError("--drop-heads: needs --backbone-prefix (the key prefix of the backbone)")
+    elif fmt == "auto":
         fmt = detect_format(sd)
         if fmt == "unknown":
             raise InputError(f"checkpoint {path}: layout not recognised (first keys: "
                              f"{_short(list(sd), 5)}); pass --checkpoint-format "
                              f"{'|'.join(FORMATS)}")
-    elif fmt not in _RENAMERS:
+    if backbone_prefix is None and fmt not in _RENAMERS:
         raise InputError(f"--checkpoint-format: unknown format {fmt!r} (choose from auto, "
                          f"{', '.join(FORMATS)})")
-    converted = convert_state_dict(sd, fmt)
+    dropped: list = []
+    converted = convert_state_dict(sd, renamer if backbone_prefix is not None else fmt, dropped)
     where = f"checkpoint {path} (format {fmt})"
     if arch == "auto" or stem == "auto":
         try:
@@ -223,8 +322,13 @@ def load_backbone(path, fmt: str = "auto", arch: str = "auto", stem: str = "auto
         arch = guess_arch if arch == "auto" else arch
         stem = guess_stem if stem == "auto" else stem
     model = build_backbone(arch, stem)
-    load_strict(model, converted, where)
+    try:
+        load_strict(model, converted, where)
+    except InputError as exc:
+        hint = ("" if backbone_prefix is not None else
+                "; for an encoder-plus-heads checkpoint name its parts with --backbone-prefix P --drop-heads H1,H2")
+        raise InputError(f"{exc}{hint}") from None
     model.eval()
-    info = {"format": fmt, "arch": arch, "stem": stem, "dropped_keys": len(sd) - len(converted),
-            "feature_dim": model.feature_dim}
+    info = {"format": fmt, "arch": arch, "stem": stem, "dropped_keys": len(dropped),
+            "dropped": dropped_summary(dropped), "feature_dim": model.feature_dim}
     return model, info

@@ -137,6 +137,13 @@ def build_parser() -> "ArgumentParser":
                    help="true labels in official order (e.g. correctlabels.npy): place the k-th "
                         "file of class c at the k-th occurrence of c")
     p.add_argument("--checkpoint-format", default="auto", choices=("auto",) + FORMATS)
+    p.add_argument("--backbone-prefix", metavar="PREFIX",
+                   help="any encoder-plus-heads checkpoint: the key prefix of the backbone (e.g. "
+                        "'encoder.', 'online_encoder.net.', 'teacher.backbone.'; '' for top level); "
+                        "replaces --checkpoint-format")
+    p.add_argument("--drop-heads", metavar="P1,P2", default="",
+                   help="with --backbone-prefix: comma-separated key prefixes of heads to drop "
+                        "(e.g. 'predictor.,encoder.fc.'); every other key must load strictly")
     p.add_argument("--arch", default="auto", choices=("auto",) + tuple(ARCHS))
     p.add_argument("--stem", default="auto", choices=("auto",) + STEMS,
                    help="cifar: 3x3 conv, no max-pool; imagenet: 7x7/2 conv + max-pool "
@@ -193,12 +200,14 @@ def main(argv=None) -> int:
     device = pick_device(args.device)
     # Everything that can be checked before the long run is: inputs, then the checkpoint.
     source = open_source(args)
-    model, info = load_backbone(args.checkpoint, args.checkpoint_format, args.arch, args.stem)
+    model, info = load_backbone(args.checkpoint, args.checkpoint_format, args.arch, args.stem,
+                                backbone_prefix=args.backbone_prefix,
+                                drop_heads=[h.strip() for h in args.drop_heads.split(",") if h.strip()])
     mean = tuple(args.mean or NORMS[args.norm][0])
     std = tuple(args.std or NORMS[args.norm][1])
     print(f"{len(source)} images, {len(source.class_names)} classes; {info['arch']} "
           f"({info['stem']} stem, {info['format']} checkpoint, {info['dropped_keys']} head keys "
-          f"dropped) -> {info['feature_dim']}-d features on {device}", file=sys.stderr)
+          f"dropped: {info['dropped'] or 'none'}) -> {info['feature_dim']}-d features on {device}", file=sys.stderr)
     extract(source, model, args.out, batch_size=args.batch_size, device=device,
             float16=args.float16, mean=mean, std=std, resize=args.resize, crop=args.crop,
             progress=not args.quiet)
