@@ -245,7 +245,7 @@ CASES = [
      f"correctlabels.npy has {N - 3} rows but trainfeatures.npy has {N}"),
     ("testfeatures.npy wider than trainfeatures.npy", _test_width,
      f"testfeatures.npy has {D + 1} columns but trainfeatures.npy has {D}"),
-    ("labels disagree with the config's n_classes", _label_out_of_range,
+    ("label out of range", _label_out_of_range,
      f"n_classes = {C} but the labels in"),
     ("negative label", _label_negative, "trainlabels.npy: negative label -1"),
     ("non-integer (float) labels", _label_float, "trainlabels.npy: labels must be integers"),

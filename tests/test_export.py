@@ -83,8 +83,13 @@ def test_cli_both(tmp_path, labels_npy):
     correct = tmp_path / "correctlabels.npy"
     np.save(correct, labels)
     data = tmp_path / "cifar-10-batches-py"
-    proc = run_script("--labels", path, "--data-path", data, "--mkdir", "--r", 0.5, "--noise-mode", "sym",
-                      "--format", "both", "--correct-labels", correct, "--n-classes", 10)
+    args = ["--labels", path, "--data-path", data, "--r", 0.5, "--noise-mode", "sym",
+            "--format", "both", "--correct-labels", correct, "--n-classes", 10]
+    # A missing --data-path is refused (a typo would hide the file from the trainer) ...
+    assert_cli_error(run_script(*args), "--data-path", "does not exist", "--mkdir")
+    assert not data.exists()
+    # ... and created when asked.
+    proc = run_script(*args, "--mkdir")
     assert proc.returncode == 0, proc.stderr
     assert "100.00%" in proc.stdout
     for name in ("0.5_sym.json", "0.50_sym.json"):
@@ -96,8 +101,8 @@ def test_cli_single_format_and_soft_labels(tmp_path):
     scores = np.random.default_rng(2).random((30, 10)).astype(np.float32)
     path = tmp_path / "soft.npy"
     np.save(path, scores)
-    proc = run_script("--labels", path, "--data-path", tmp_path / "d", "--mkdir", "--r", 0.8, "--noise-mode", "asym",
-                      "--format", "c2d")
+    proc = run_script("--labels", path, "--data-path", tmp_path / "d", "--r", 0.8, "--noise-mode", "asym",
+                      "--format", "c2d", "--mkdir")
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "d" / "0.80_asym.json").read_text()) == scores.argmax(1).tolist()
     assert not (tmp_path / "d" / "0.8_asym.json").exists()
@@ -150,11 +155,3 @@ def test_cli_help():
     assert proc.returncode == 0
     for flag in ("--labels", "--data-path", "--r", "--noise-mode", "--format", "--overwrite"):
         assert flag in proc.stdout
-
-
-def test_cli_missing_data_path_is_refused_unless_mkdir(tmp_path, labels_npy):
-    path, _ = labels_npy
-    typo = tmp_path / "cifar-10-batchez-py"
-    assert_cli_error(run_script("--labels", path, "--data-path", typo, "--r", 0.5, "--noise-mode", "sym"),
-                     "--mkdir")
-    assert not typo.exists()

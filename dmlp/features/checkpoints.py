@@ -227,13 +227,29 @@ def convert_state_dict(sd, fmt, dropped: list = None) -> Dict[str, torch.Tensor]
     return out
 
 
-def dropped_summary(keys, limit: int = 6) -> str:
-    """``'predictor.* (6 keys), encoder.fc.* (4 keys)'``: the dropped keys grouped by head."""
+def dropped_summary(keys, heads=(), limit: int = 6) -> str:
+    """``'encoder.fc.* (4 keys), predictor.* (6 keys)'``: the dropped keys grouped by head.
+
+    Parameters
+    ----------
+    keys : iterable of str
+        The dropped keys, as in the checkpoint.
+    heads : iterable of str
+        Head prefixes: a key under one of them is counted under it (the longest that matches);
+        any other key under its first two name parts (``encoder.fc``) when it lies inside an
+        encoder, else under its first.
+    limit : int
+        At most this many groups are shown.
+    """
+    heads = sorted((h if h.endswith(".") else h + "." for h in heads if h), key=len, reverse=True)
     groups: Dict[str, int] = {}
     for key in keys:
-        parts = _strip_module(key).split(".")
-        head = ".".join(parts[:2] if parts[0] in ("encoder", "online_encoder", "teacher", "backbone") and len(parts) > 2
-                        else parts[:1])
+        key = _strip_module(key)
+        head = next((h[:-1] for h in heads if key.startswith(h)), None)
+        if head is None:
+            parts = key.split(".")
+            head = ".".join(parts[:2] if parts[0] in ("encoder", "online_encoder", "teacher", "backbone")
+                            and len(parts) > 2 else parts[:1])
         groups[head] = groups.get(head, 0) + 1
     items = [f"{h}.* ({n} key{'s' if n > 1 else ''})" for h, n in sorted(groups.items())]
     return ", ".join(items[:limit]) + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
@@ -298,7 +314,7 @@ def load_backbone(path, fmt: str = "auto", arch: str = "auto", stem: str = "auto
     """
     sd = _state_dict_of(read_checkpoint(path), path)
     if backbone_prefix is not None:
-        renamer = prefix_layout(backbone_prefix, drop_heads)
+        renamer, heads = prefix_layout(backbone_prefix, drop_heads), tuple(drop_heads)
         fmt = f"prefix {backbone_prefix!r}"
     elif drop_heads:
         raise InputError("--drop-heads: needs --backbone-prefix (the key prefix of the backbone)")
@@ -311,6 +327,8 @@ def load_backbone(path, fmt: str = "auto", arch: str = "auto", stem: str = "auto
     if backbone_prefix is None and fmt not in _RENAMERS:
         raise InputError(f"--checkpoint-format: unknown format {fmt!r} (choose from auto, "
                          f"{', '.join(FORMATS)})")
+    if backbone_prefix is None:
+        heads = PREFIX_LAYOUTS.get(fmt, ("", ()))[1]
     dropped: list = []
     converted = convert_state_dict(sd, renamer if backbone_prefix is not None else fmt, dropped)
     where = f"checkpoint {path} (format {fmt})"
@@ -330,5 +348,5 @@ def load_backbone(path, fmt: str = "auto", arch: str = "auto", stem: str = "auto
         raise InputError(f"{exc}{hint}") from None
     model.eval()
     info = {"format": fmt, "arch": arch, "stem": stem, "dropped_keys": len(dropped),
-            "dropped": dropped_summary(dropped), "feature_dim": model.feature_dim}
+            "dropped": dropped_summary(dropped, heads), "feature_dim": model.feature_dim}
     return model, info

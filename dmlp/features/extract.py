@@ -117,7 +117,7 @@ def _make_parents(folder: Path):
 
 def build_parser() -> "ArgumentParser":
     p = ArgumentParser(
-        prog="extract_features.py",
+        prog="dmlp extract",
         description="Extract label-free features (e.g. trainfeatures.npy / testfeatures.npy) "
                     "from images with a SimCLR/MoCo ResNet checkpoint.")
     p.add_argument("--input", required=True,
