@@ -63,9 +63,10 @@ def test_quick_writes_markdown_and_csv(quick_run):
     header = next(l for l in md.splitlines() if l.startswith("| setting | noisy"))
     for col, _ in bm.SUMMARY_COLUMNS:
         assert f"| {col} |" in header
-    assert "target (DMLP default)" in header
+    # a smoke run judges no target
+    assert "target (DMLP default)" not in header and "no target is judged" in md
     summary_row = next(l for l in md.splitlines() if l.startswith("| sym50 | "))
-    assert "≥86" in summary_row and ("✓" in summary_row or "✗" in summary_row)
+    assert "≥86" not in summary_row and "✓" not in summary_row and "✗" not in summary_row
 
 
 def test_quick_quality_csv_rows(quick_run):
@@ -76,14 +77,13 @@ def test_quick_quality_csv_rows(quick_run):
     assert {r["setting"] for r in rows} == {"sym50"}
     expected = [bm.NOISY, bm.DMLP_DEFAULT, bm.DMLP_PAPER, bm.DMLP_AUTO]
     expected += [bm.BASELINE_NAMES[b] for b in bm.BASELINE_NAMES if b != "cleanlab_relabel"]
-    expected += [f"ablation: {name}" for name, _, _ in bm.ABLATIONS]
     for m in expected:
         assert m in methods, m
+    assert not any(m.startswith("ablation: ") for m in methods)   # --quick: no ablations, one seed
     default = next(r for r in rows if r["method"] == bm.DMLP_DEFAULT)
-    assert default["seeds"] == "0,1" and default["label_accuracy_std"] not in ("", "nan")
+    assert default["seeds"] == "0"
     for r in rows:
         assert 0.0 <= float(r["label_accuracy"]) <= 1.0
-        assert 0.0 <= float(r["probe_test_accuracy"]) <= 1.0
 
 
 def test_quick_speed_csv_rows(quick_run):
@@ -129,3 +129,13 @@ def test_make_clothing_like_tiny(tmp_path):
 
 def test_slope():
     assert bm._slope([1, 10, 100], [2, 20, 200]) == pytest.approx(1.0)
+
+
+def test_missing_data_says_where_it_comes_from(tmp_path, capsys):
+    from dmlp.cli import run_cli
+    rc = run_cli(bm.main, ["--quick", "--data", str(tmp_path / "none"), "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr()
+    assert rc == 2 and err.out == ""            # nothing printed before the error, not even a header
+    line = err.err.strip()
+    assert line.startswith("error: --data ") and "trainfeatures.npy" in line and "dmlp extract" in line
+    assert not (tmp_path / "out").exists()
