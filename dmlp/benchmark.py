@@ -869,12 +869,12 @@ def main(argv=None) -> int:
         for b in names:
             if b not in ALL_BASELINES:
                 raise InputError(f"--baselines: unknown baseline {b!r} (known: {', '.join(ALL_BASELINES)})")
+    if quality or speed:
+        require_cifar(args.data)
     out_dir = Path(args.out_dir) if args.out_dir else REPO_ROOT / ("runs/benchmark-quick" if args.quick else "docs")
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = "" if device == "cpu" or quality else "_" + device.replace(":", "")
 
-    if quality or speed:
-        require_cifar(args.data)
     info = machine_info(device)
     notes: List[str] = []
     sections: List[str] = []
