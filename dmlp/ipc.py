@@ -139,7 +139,7 @@ def balance_kl_grad(logits: torch.Tensor):
     n_rows, C = logits.shape[-2], logits.shape[-1]
     mean_prob = p.mean(-2, keepdim=True).clamp_min(1e-12)           # V x 1 x C
     value = (-math.log(C) - mean_prob.log().mean(-1)).sum()
-    g = -1.0 / (C * n_rows * mean_prob)                             # d KL / d p
+    g = (-1.0 / (C * n_rows)) / mean_prob                           # d KL / d p
     return value, p * (g - (p * g).sum(-1, keepdim=True))
 
 
