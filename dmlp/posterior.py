@@ -31,6 +31,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .numerics import CHUNK_ROWS, normalise_rows, safe_log, stable_exp_rows
+
 log = logging.getLogger("dmlp")
 
 
@@ -177,15 +179,6 @@ def propagate(S: sp.csr_matrix, seeds: np.ndarray, alpha: float, steps: int) -> 
 
 # --- calibrated combination ---------------------------------------------------------------------
 
-def _normalise(P):
-    P = np.clip(P, 1e-12, None)
-    return P / P.sum(1, keepdims=True)
-
-
-def _log(P):
-    return np.log(np.clip(P, 1e-12, None))
-
-
 def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
                   iters: int = 50, prior_std: float = 1.0) -> np.ndarray:
     """Non-negative exponents of a product of experts, by maximum a posteriori of ``truth``.
@@ -256,7 +249,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     N, C = ipc_soft.shape
     M = len(meta_labels)
     eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
-        _normalise(eac_meta_oof * transition[:, meta_given].T)
+        normalise_rows(eac_meta_oof * transition[:, meta_given].T)
     seeds = np.vstack([ipc_soft, np.eye(C)[meta_labels]]).astype(np.float32)
     folds = np.unique(meta_fold)
     held_sets = [frozenset([f]) for f in folds]         # for the meta rows of fold f
@@ -275,7 +268,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     for f in folds:
         held = meta_fold == f
         graph_meta[held] = column[frozenset([f])][N:][held]
-    term = lambda P: _log(_normalise(P.astype(np.float64) + 1e-6))
+    term = lambda P: safe_log(normalise_rows(P.astype(np.float64) + 1e-6))
     per_view = None
     if n_views > 1 and len(folds) > 1:
         per_view = [term(column[frozenset(folds) - {v}][:N]) for v in range(n_views)]
@@ -284,8 +277,8 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
 
 def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
     """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C)."""
-    z = sum(w * t for w, t in zip(weights, terms)) + weights[-1] * _log(transition[:, given].T)
-    return _normalise(np.exp(_stable(z)))
+    z = sum(w * t for w, t in zip(weights, terms)) + weights[-1] * safe_log(transition[:, given].T)
+    return stable_exp_rows(z)
 
 
 def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
@@ -303,7 +296,7 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
     """
     C = eac_train.shape[1]
     info = {}
-    terms_train, terms_meta = [_log(eac_train)], [_log(eac_meta_oof)]
+    terms_train, terms_meta = [safe_log(eac_train)], [safe_log(eac_meta_oof)]
     names = ["eac"]
     if graph_terms is not None:
         terms_train.append(graph_terms[0])
@@ -315,12 +308,12 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         for step in range(1 + cfg.transition_em_steps):
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
                 transition = transition_from_posteriors(q, given, cfg.transition_smoothing, meta_counts)
-            w = fit_exponents(terms_meta + [_log(transition[:, meta_given].T)], meta_labels)
+            w = fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels)
             q = apply_posterior(w, transition, terms_train, given)
     else:
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
         w = np.append(fit_exponents(terms_meta, meta_labels), 1.0)
-        q = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
+        q = stable_exp_rows(sum(wi * t for wi, t in zip(w, terms_train)))
         for _ in range(1 + cfg.transition_em_steps):
             transition = transition_from_posteriors(q, given, cfg.transition_smoothing)
             q = apply_posterior(w, transition, terms_train, given)
@@ -328,7 +321,3 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
     info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}
     info["transition"] = np.round(transition, 4).tolist()
     return q, info, (w, transition)
-
-
-def _stable(z):
-    return z - z.max(1, keepdims=True)

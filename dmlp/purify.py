@@ -27,7 +27,8 @@ from .batches import FeatureStore, make_partition, release_freed_memory
 from .config import Config, load_config
 from .eac import AuxiliaryClassifier, exchange
 from .errors import InputError
-from .ipc import BatchFactor, RowAdam, WhitenedBatches, factor_gram, meta_folds, meta_view_weights
+from .numerics import RowAdam, safe_log
+from .ipc import BatchFactor, WhitenedBatches, factor_gram, meta_folds, meta_view_weights
 
 
 @dataclass
@@ -389,13 +390,13 @@ def _refit_targets(q, model, eac_views, given, graph_terms, cfg) -> np.ndarray:
     4 points over-confident).  So with cross-fitted meta folds view v is refitted on its own
     posterior: its own in-loop EAC (``eac_views[v]``) and the graph seeded with meta fold v alone.
     """
-    from .posterior import _log, apply_posterior
+    from .posterior import apply_posterior
     per_view = graph_terms[2] if graph_terms is not None else None
     if not (cfg.cross_fit_meta and cfg.views > 1) or (graph_terms is not None and per_view is None):
         return q
     weights, transition = model
     return np.stack([apply_posterior(weights, transition,
-                                     [_log(eac_views[v])] + ([per_view[v]] if per_view is not None else []),
+                                     [safe_log(eac_views[v])] + ([per_view[v]] if per_view is not None else []),
                                      given)
                      for v in range(cfg.views)])
 
