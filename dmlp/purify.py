@@ -28,6 +28,7 @@ from .config import Config, load_config
 from .eac import AuxiliaryClassifier, exchange
 from .errors import InputError
 from .numerics import RowAdam, safe_log
+from .validation import check_meta_covers_classes
 from .ipc import BatchFactor, WhitenedBatches, factor_gram, meta_folds, meta_view_weights
 
 
@@ -159,9 +160,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     C = int(n_classes or max(int(np.max(noisy_np)), int(np.max(meta_labels))) + 1)
     noisy_np = _as_labels(noisy_np, "noisy_labels", N, C)
     meta_y_np = _as_labels(meta_labels, "meta_labels", meta_features.shape[0], C)
-    missing = sorted(set(range(C)) - set(meta_y_np.tolist()))
-    if missing:
-        raise InputError(f"meta set has no row of class(es) {missing[:10]}: every class needs a clean example")
+    check_meta_covers_classes(meta_y_np, C)
     V = int(cfg.views)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
