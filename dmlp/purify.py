@@ -343,7 +343,8 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     With ``eac_refit_fraction``, EAC is then trained further on the posterior itself (soft
     targets: the M-step of the EM whose E-step is the posterior) and the posterior recomputed.
     """
-    from .posterior import bayes_posterior, graph_evidence, knn_graph
+    from .graph import knn_graph
+    from .posterior import bayes_posterior, graph_evidence
     V = cfg.views
     fold = meta_folds(len(meta_y), V, cfg.seed) if cfg.cross_fit_meta and V > 1 else np.zeros(len(meta_y), int)
     if eac is not None:

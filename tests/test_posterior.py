@@ -6,8 +6,9 @@ import torch
 
 from dmlp.config import Config
 from dmlp.numerics import normalise_rows, safe_log
+from dmlp.graph import knn_graph, propagate
 from dmlp.posterior import (bayes_posterior, estimate_transition, fit_exponents,
-                            graph_evidence, knn_graph, propagate, transition_from_posteriors)
+                            graph_evidence, transition_from_posteriors)
 
 
 def test_transition_counts_meta_rows_with_smoothing():
