@@ -56,12 +56,29 @@ class PurifyResult:
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device named by ``device``.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda", "cuda:<index>"} or None
+        ``"auto"`` (or None): the GPU where one is available, else the CPU.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    InputError
+        ``device`` is of an unknown kind, or names CUDA on a machine without a GPU.  The message
+        starts ``device='<value>':`` (the command line shows its flag there instead).
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA GPU is available on this machine (use --device cpu or auto)")
+        raise InputError(f"device={device!r}: no CUDA GPU is available on this machine (use 'cpu' or 'auto')")
     if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"--device {device}: must be auto, cpu or cuda")
+        raise InputError(f"device={device!r}: must be auto, cpu or cuda")
     return torch.device(device)
 
 
