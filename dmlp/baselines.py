@@ -38,6 +38,7 @@ import torch
 
 from .errors import InputError
 from .graph import knn_weights, normalised_affinity, propagate
+from .posterior import estimate_transition, given_label_posterior
 
 __all__ = [
     "BaselineResult", "KnnGraph", "MissingDependencyError", "cosine_knn", "knn_vote",
@@ -427,9 +428,7 @@ def transition_matrix(true_labels, given_labels, n_classes: int, *,
     given_labels = np.asarray(given_labels, dtype=np.int64).reshape(-1)
     if true_labels.shape != given_labels.shape:
         raise InputError("true_labels and given_labels must have the same length")
-    T = np.full((n_classes, n_classes), float(smoothing))
-    np.add.at(T, (true_labels, given_labels), 1.0)
-    return T / T.sum(1, keepdims=True)
+    return estimate_transition(true_labels, given_labels, n_classes, smoothing)
 
 
 def forward_corrected_bayes(X, labels, meta_idx, meta_labels, n_classes: int, *,
@@ -459,8 +458,7 @@ def forward_corrected_bayes(X, labels, meta_idx, meta_labels, n_classes: int, *,
                         seed=seed, T=T, X_clean=Xs[meta_idx], y_clean=meta_labels,
                         clean_weight=clean_weight)
     p = _predict_proba(Xs, W, b)
-    post = p * T[:, labels].T
-    post /= np.maximum(post.sum(1, keepdims=True), 1e-30)
+    post = given_label_posterior(p, T, labels)
     return BaselineResult(_clamp_meta(post.argmax(1), meta_idx, meta_labels),
                           post.astype(np.float32), {"T": T})
 

@@ -55,6 +55,26 @@ def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray],
     return T / T.sum(1, keepdims=True)
 
 
+def given_label_posterior(prob: np.ndarray, transition: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """The posterior of the true class given the features and the given label, ``p(c|x) T[c, given]``.
+
+    Parameters
+    ----------
+    prob : np.ndarray of shape (N, C)
+        ``p(c | x)`` of each row.
+    transition : np.ndarray of shape (C, C)
+        ``T[true, given]``, rows summing to 1.
+    given : np.ndarray of shape (N,), integer
+        The given (noisy) label of each row.
+
+    Returns
+    -------
+    np.ndarray of shape (N, C)
+        Rows floored at ``PROB_FLOOR`` and normalised to sum to 1.
+    """
+    return normalise_rows(prob * transition[:, given].T)
+
+
 def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: float = 0.5,
                                counts: Optional[np.ndarray] = None) -> np.ndarray:
     """T[c, g] proportional to sum of p(c | x_i) over rows with given label g (soft counting),
@@ -140,7 +160,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     N, C = ipc_soft.shape
     M = len(meta_labels)
     eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
-        normalise_rows(eac_meta_oof * transition[:, meta_given].T)
+        given_label_posterior(eac_meta_oof, transition, meta_given)
     seeds = np.vstack([ipc_soft, np.eye(C)[meta_labels]]).astype(np.float32)
     folds = np.unique(meta_fold)
     held_sets = [frozenset([f]) for f in folds]         # for the meta rows of fold f
