@@ -2,7 +2,7 @@
 normalisation, softmax, the class-balance prior and the row-wise Adam optimiser.
 
 IPC (``dmlp.ipc``) and EAC (``dmlp.eac``) both import from here and never from each other: the
-two corrections meet only in the loop (``dmlp.loop``).  Shapes are written ``(rows, C)``; a
+two corrections meet only in the loop (``dmlp.purify``).  Shapes are written ``(rows, C)``; a
 leading ``V`` is the label views.
 """
 from __future__ import annotations
