@@ -53,10 +53,7 @@ def _benchmark_main():
             if str(root) not in sys.path:
                 sys.path.insert(0, str(root))
             return importlib.import_module("benchmarks.cli").main
-    try:                    # the harness's former place, inside the package
-        return importlib.import_module("dmlp.benchmark").main
-    except ModuleNotFoundError:
-        return None
+    return None
 
 
 def _entry(command: str):

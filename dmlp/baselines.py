@@ -37,6 +37,8 @@ import scipy.sparse as sp
 import torch
 
 from .errors import InputError
+from .graph import knn_weights, normalised_affinity, propagate
+from .posterior import estimate_transition, given_label_posterior
 
 __all__ = [
     "BaselineResult", "KnnGraph", "MissingDependencyError", "cosine_knn", "knn_vote",
@@ -351,16 +353,11 @@ def ridge_on_meta(X, labels, meta_idx, meta_labels, n_classes: int, *, lam: floa
 # ----------------------------------------------------------------------------- label propagation
 
 def knn_affinity(knn: KnnGraph, *, power: float = 3.0) -> sp.csr_matrix:
-    """Symmetric normalised affinity ``D^-1/2 (W + W') D^-1/2`` with ``W_ij = max(s_ij, 0)^power``."""
-    n, k = knn.indices.shape
-    w = np.maximum(knn.sims.astype(np.float64), 0.0) ** power
-    W = sp.csr_matrix((w.reshape(-1), (np.repeat(np.arange(n), k), knn.indices.reshape(-1))),
-                      shape=(n, n))
-    W = (W + W.T).tocsr()
-    deg = np.asarray(W.sum(1)).reshape(-1)
-    dinv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1e-300)), 0.0)
-    D = sp.diags(dinv)
-    return (D @ W @ D).tocsr()
+    """Symmetric normalised affinity ``D^-1/2 (W + W') D^-1/2`` with ``W_ij = max(s_ij, 0)^power``.
+
+    The method's graph (:mod:`dmlp.graph`) in float64, on an exact kNN list.
+    """
+    return normalised_affinity(knn.indices, knn_weights(knn.sims.astype(np.float64), power).numpy())
 
 
 def label_propagation(X, labels, meta_idx, meta_labels, n_classes: int, *, beta: float = 0.1,
@@ -383,9 +380,7 @@ def label_propagation(X, labels, meta_idx, meta_labels, n_classes: int, *, beta:
     n = X.shape[0]
     Y = beta * _one_hot(labels, n_classes).astype(np.float64) if beta else np.zeros((n, n_classes))
     Y[meta_idx, meta_labels] += 1.0
-    F = Y.copy()
-    for _ in range(n_steps):
-        F = alpha * (affinity @ F) + (1.0 - alpha) * Y
+    F = propagate(affinity, Y, alpha, n_steps, read_out=False)
     mass = F.sum(1)
     pred = np.where(mass > 0, F.argmax(1), labels)
     probs = (F / np.where(mass > 0, mass, 1.0)[:, None]).astype(np.float32)
@@ -433,9 +428,7 @@ def transition_matrix(true_labels, given_labels, n_classes: int, *,
     given_labels = np.asarray(given_labels, dtype=np.int64).reshape(-1)
     if true_labels.shape != given_labels.shape:
         raise InputError("true_labels and given_labels must have the same length")
-    T = np.full((n_classes, n_classes), float(smoothing))
-    np.add.at(T, (true_labels, given_labels), 1.0)
-    return T / T.sum(1, keepdims=True)
+    return estimate_transition(true_labels, given_labels, n_classes, smoothing)
 
 
 def forward_corrected_bayes(X, labels, meta_idx, meta_labels, n_classes: int, *,
@@ -465,8 +458,7 @@ def forward_corrected_bayes(X, labels, meta_idx, meta_labels, n_classes: int, *,
                         seed=seed, T=T, X_clean=Xs[meta_idx], y_clean=meta_labels,
                         clean_weight=clean_weight)
     p = _predict_proba(Xs, W, b)
-    post = p * T[:, labels].T
-    post /= np.maximum(post.sum(1, keepdims=True), 1e-30)
+    post = given_label_posterior(p, T, labels)
     return BaselineResult(_clamp_meta(post.argmax(1), meta_idx, meta_labels),
                           post.astype(np.float32), {"T": T})
 

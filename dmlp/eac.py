@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .ipc import RowAdam, _softmax_rows, balance_kl_grad, class_balance_kl
+from .numerics import PROB_FLOOR, RowAdam, balance_kl_grad, class_balance_kl, softmax_backward, softmax_rows
 
 
 class AuxiliaryClassifier:
@@ -67,7 +67,7 @@ class AuxiliaryClassifier:
         log_p = F.log_softmax(z, dim=-1)
         if transition is not None:
             # forward correction: p(given | x) = sum_c p(c | x) T[c, given]
-            log_p_fit = torch.log((log_p.exp() @ transition).clamp_min(1e-12))
+            log_p_fit = torch.log((log_p.exp() @ transition).clamp_min(PROB_FLOOR))
         else:
             log_p_fit = log_p
         if targets.is_floating_point():                          # soft targets, (V x) rows x C
@@ -95,7 +95,7 @@ class AuxiliaryClassifier:
         """
         cfg = self.cfg
         b = z.shape[-1]
-        p, logp = _softmax_rows(z, dim=1)
+        p, logp = softmax_rows(z, dim=1)
         soft = targets.is_floating_point()
         if soft:
             if transition is not None:
@@ -106,18 +106,17 @@ class AuxiliaryClassifier:
             G = None
         elif transition is not None:
             T_t = transition[:, targets].transpose(0, 1)             # V x C x b: T[c, target]
-            q = (p * T_t).sum(1, keepdim=True).clamp_min(1e-12)      # p(given | x), V x 1 x b
+            q = (p * T_t).sum(1, keepdim=True).clamp_min(PROB_FLOOR)      # p(given | x), V x 1 x b
             loss = -q.log().sum() / b
             G = T_t.div_(q).mul_(-1.0 / b)                           # d loss / d p
         else:
             loss = -logp.gather(1, targets.unsqueeze(1)).sum() / b
             G = None
         if cfg.eac_balance_weight:
-            mean_p = p.mean(2, keepdim=True).clamp_min(1e-12)       # V x C x 1
-            loss = loss + cfg.eac_balance_weight * (-math.log(self.C) - mean_p.log().mean(1)).sum()
-            g_bal = (-cfg.eac_balance_weight / (self.C * b)) / mean_p
+            kl, g_bal = balance_kl_grad(p, cfg.eac_balance_weight, class_dim=1, row_dim=2)
+            loss = loss + cfg.eac_balance_weight * kl
             G = g_bal if G is None else G.add_(g_bal)
-        dz = p * (G - (p * G).sum(1, keepdim=True)) if G is not None else torch.zeros_like(p)
+        dz = softmax_backward(p, G, dim=1) if G is not None else torch.zeros_like(p)
         if soft:                                                     # cross-entropy: (p sum(t) - t) / b
             dz += (p * target_cm.sum(1, keepdim=True) - target_cm) / b
         elif transition is None:
@@ -152,7 +151,7 @@ class AuxiliaryClassifier:
             m = Xm.shape[0]
             zm = ((self.weight.T.to(Xc.dtype) @ Xm.T).to(self.weight.dtype)
                   + self.bias.unsqueeze(1)).view(self.V, self.C, m)  # class-major V x C x M
-            pm, logpm = _softmax_rows(zm, dim=1)
+            pm, logpm = softmax_rows(zm, dim=1)
             y = meta_y.view(1, 1, m).expand(self.V, 1, m)
             w_m = cfg.eac_meta_weight * meta_weights.unsqueeze(1).to(zm.dtype)   # V x 1 x M
             loss = loss - (w_m * logpm.gather(1, y)).sum()

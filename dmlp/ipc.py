@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
+from .numerics import balance_kl_grad, class_balance_kl, softmax_backward, softmax_rows
 
 log = logging.getLogger("dmlp")
 
@@ -60,13 +61,6 @@ def factor_gram(X: torch.Tensor, ridge: float, max_tries: int = 8):
 def closed_form(X: torch.Tensor, Y: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     """The inner estimator ``W = (X'X + lambda I)^-1 X'Y`` from the cached Cholesky factor."""
     return torch.cholesky_solve(X.T @ Y, L)
-
-
-def class_balance_kl(logits: torch.Tensor) -> torch.Tensor:
-    """KL(uniform || mean softmax) over the rows of ``logits`` (..., rows, C): a class-balance prior."""
-    mean_prob = F.softmax(logits, dim=-1).mean(dim=-2)
-    C = logits.shape[-1]
-    return (-(math.log(C)) - torch.log(mean_prob.clamp_min(1e-12)).mean(dim=-1)).sum()
 
 
 def meta_view_weights(n_meta: int, n_views: int, cross_fit: bool, seed: int,
@@ -125,24 +119,6 @@ def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,
     return loss
 
 
-def _softmax_rows(logits: torch.Tensor, dim: int = -1):
-    """Softmax over ``dim`` and its log, for short class dims (cheaper than F.softmax here)."""
-    z = logits - logits.amax(dim, keepdim=True)
-    e = z.exp()
-    s = e.sum(dim, keepdim=True)
-    return e / s, z - s.log()
-
-
-def balance_kl_grad(logits: torch.Tensor):
-    """``(KL(uniform || mean softmax), d KL / d logits)`` over the rows of ``logits`` (V x rows x C)."""
-    p, _ = _softmax_rows(logits)
-    n_rows, C = logits.shape[-2], logits.shape[-1]
-    mean_prob = p.mean(-2, keepdim=True).clamp_min(1e-12)           # V x 1 x C
-    value = (-math.log(C) - mean_prob.log().mean(-1)).sum()
-    g = -1.0 / (C * n_rows * mean_prob)                             # d KL / d p
-    return value, p * (g - (p * g).sum(-1, keepdim=True))
-
-
 def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torch.Tensor,
                     meta_weights: torch.Tensor, cfg):
     """``(loss, dLoss/d meta_logits, dLoss/d balance_logits)`` of the meta objective.
@@ -161,7 +137,7 @@ def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torc
     loss = z.new_zeros(())
     dz = torch.zeros_like(z)
     if cfg.meta_ce_weight:
-        p, logp = _softmax_rows(z)
+        p, logp = softmax_rows(z)
         loss = loss - cfg.meta_ce_weight * (weights * logp * meta_onehot.unsqueeze(1)).sum()
         dz += cfg.meta_ce_weight * weights * (p - meta_onehot.unsqueeze(1))
     if cfg.meta_mse_weight:
@@ -172,8 +148,10 @@ def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torc
     d_balance = None
     if cfg.meta_balance_weight and balance_logits is not None:
         n = balance_logits.shape[-2]
-        kl, d = balance_kl_grad(balance_logits.view(*lead, n, V, C).transpose(-3, -2))   # V x n x C
+        p, _ = softmax_rows(balance_logits.view(*lead, n, V, C).transpose(-3, -2))     # V x n x C
+        kl, g = balance_kl_grad(p)
         loss = loss + cfg.meta_balance_weight * kl
+        d = softmax_backward(p, g)
         d_balance = cfg.meta_balance_weight * d.transpose(-3, -2).reshape(*lead, n, V * C)
     return loss, dz.view(*lead, m, V * C), d_balance
 
@@ -278,37 +256,3 @@ class WhitenedBatches:
         dAt = torch.bmm(d_logits.transpose(1, 2).to(low), self.K[:, :d_logits.shape[1]])   # (K'G)'
         grad = torch.bmm(self.Q, dAt.transpose(1, 2)).to(labels.dtype).view(nb * b_max, cols)
         return loss, (grad if self.pad_index is None else grad[self.valid])
-
-
-class RowAdam:
-    """Adam on the rows of the label matrix that are in the current batch only.
-
-    The authors apply ``torch.optim.Adam`` (with weight decay) to the whole N x C label tensor
-    at every step, so rows outside the batch drift under weight decay and stale momentum; here
-    each row keeps its own moments and step count and moves only when its batch is visited.
-    """
-
-    def __init__(self, n_rows: int, n_cols: int, lr: float, betas, weight_decay: float,
-                 dtype=torch.float32, device="cpu"):
-        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
-        self.m = torch.zeros(n_rows, n_cols, dtype=dtype, device=device)
-        self.v = torch.zeros(n_rows, n_cols, dtype=dtype, device=device)
-        self.steps = torch.zeros(n_rows, 1, dtype=dtype, device=device)
-
-    def step(self, params: torch.Tensor, rows: slice, grad: torch.Tensor) -> None:
-        b1, b2 = self.betas
-        p = params[rows]
-        if self.weight_decay:
-            grad = grad + self.weight_decay * p
-        m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
-        v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        t = self.steps[rows].add_(1)
-        m_hat = m / (1 - b1 ** t)
-        v_hat = v / (1 - b2 ** t)
-        p.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
-
-    def state_dict(self):
-        return {"m": self.m, "v": self.v, "steps": self.steps}
-
-    def load_state_dict(self, state):
-        self.m.copy_(state["m"]); self.v.copy_(state["v"]); self.steps.copy_(state["steps"])

@@ -24,12 +24,13 @@ a handful of rows, all N rows thousands (and CIFAR-100's 10,000 cells need them)
 from __future__ import annotations
 
 import logging
-import math
 from typing import Optional
 
 import numpy as np
 import scipy.sparse as sp
-import torch
+
+from .graph import propagate
+from .numerics import normalise_rows, safe_log, stable_exp_rows
 
 log = logging.getLogger("dmlp")
 
@@ -54,6 +55,26 @@ def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray],
     return T / T.sum(1, keepdims=True)
 
 
+def given_label_posterior(prob: np.ndarray, transition: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """The posterior of the true class given the features and the given label, ``p(c|x) T[c, given]``.
+
+    Parameters
+    ----------
+    prob : np.ndarray of shape (N, C)
+        ``p(c | x)`` of each row.
+    transition : np.ndarray of shape (C, C)
+        ``T[true, given]``, rows summing to 1.
+    given : np.ndarray of shape (N,), integer
+        The given (noisy) label of each row.
+
+    Returns
+    -------
+    np.ndarray of shape (N, C)
+        Rows floored at ``PROB_FLOOR`` and normalised to sum to 1.
+    """
+    return normalise_rows(prob * transition[:, given].T)
+
+
 def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: float = 0.5,
                                counts: Optional[np.ndarray] = None) -> np.ndarray:
     """T[c, g] proportional to sum of p(c | x_i) over rows with given label g (soft counting),
@@ -67,124 +88,7 @@ def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: f
     return T / T.sum(1, keepdims=True)
 
 
-# --- the feature graph ------------------------------------------------------------------------
-
-def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
-              candidates: int = 7000, overwrite_input: bool = False) -> sp.csr_matrix:
-    """Symmetric, normalised cosine kNN graph ``D^-1/2 (W + W') D^-1/2``, ``W_ij = max(sim, 0)^power``.
-
-    Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
-    their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
-    rows of the buckets nearest to it, as many as make about ``candidates`` rows (the recall
-    of the search grows with it; its cost is n x candidates instead of n^2).
-    Small inputs are searched exhaustively.  Similarities are computed in the dtype of
-    ``features`` (float32, or bfloat16 where the features are held so: 2-3x faster; neighbours
-    whose similarities differ by less than its rounding, 2^-8, may swap ranks, but their
-    weights are then equal to that precision too).  ``overwrite_input=True`` normalises
-    ``features`` in place instead of copying it (the caller's copy is not needed afterwards).
-    The graph is float32 (scipy CSR).
-    """
-    dtype = features.dtype if features.dtype in (torch.float32, torch.bfloat16) else torch.float32
-    Z = features if overwrite_input and features.dtype == dtype else torch.empty(features.shape, dtype=dtype)
-    for s in range(0, len(features), 16384):        # normalise in float32, chunk by chunk
-        chunk = features[s:s + 16384].float()
-        Z[s:s + 16384] = chunk / chunk.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    n = Z.shape[0]
-    k = min(k, n - 1)
-    n_lists = int(math.sqrt(n))
-    probes = max(1, round(candidates * n_lists / n))
-    if n <= 20000 or n_lists <= probes:
-        groups, candidate_sets = [torch.arange(n)], [torch.arange(n)]
-    else:
-        groups, candidate_sets = _inverted_file(Z, n_lists, probes, seed)
-    # Fixed-size buffers: matrix products of ever-changing shapes each leave memory behind
-    # (allocator fragmentation, oneDNN's per-shape cache: measured ~1 MB per shape), so the
-    # candidate sets are padded to multiples of 1024 rows and the queries to blocks of 256.
-    neighbours = torch.zeros(n, k, dtype=torch.long)
-    similarity = torch.zeros(n, k)
-    d, block = Z.shape[1], 256
-    c_max = -(-max(len(c) for c in candidate_sets) // 1024) * 1024
-    Zc_buf = torch.zeros(c_max, d, dtype=Z.dtype)
-    Zq_buf = torch.zeros(block, d, dtype=Z.dtype)
-    sim_buf = torch.empty(block * c_max, dtype=Z.dtype)
-    for members, cand in zip(groups, candidate_sets):
-        width = -(-len(cand) // 1024) * 1024
-        Zc = Zc_buf[:width]
-        torch.index_select(Z, 0, cand, out=Zc[:len(cand)])
-        Zc[len(cand):] = 0                                           # padding rows: never chosen
-        cand_pad = torch.cat([cand, torch.full((width - len(cand),), n, dtype=torch.long)])
-        k_eff = min(k, len(cand) - 1)
-        for s in range(0, len(members), block):
-            q = members[s:s + block]
-            torch.index_select(Z, 0, q, out=Zq_buf[:len(q)])
-            sim = sim_buf[:block * width].view(block, width)
-            torch.mm(Zq_buf, Zc.T, out=sim)
-            v, i = sim.topk(k_eff + 1, dim=1)                       # k + 1: the row itself is among them
-            v, i = v[:len(q)].float(), cand_pad[i[:len(q)]]
-            pad = i == n
-            i[pad] = q.unsqueeze(1).expand_as(i)[pad]                  # (a zero-weight self edge)
-            v[(i == q.unsqueeze(1)) | pad] = -3.0                   # never your own neighbour
-            v, j = v.topk(k_eff, dim=1)                             # (else the (k+1)-th drops out)
-            neighbours[q, :k_eff] = i.gather(1, j)
-            similarity[q, :k_eff] = v
-    # W row by row (k entries each) straight into CSR form, then symmetrised and scaled in place
-    vals = similarity.clamp_min_(0).pow_(power).view(-1).numpy()
-    W = sp.csr_matrix((vals, neighbours.view(-1).to(torch.int32).numpy(),
-                       np.arange(0, n * k + 1, k, dtype=np.int64)), shape=(n, n))
-    del neighbours, similarity, vals
-    W = (W + W.T).tocsr()
-    W.eliminate_zeros()                  # zero-weight edges (negative similarity, padding)
-    deg = np.asarray(W.sum(1)).ravel()
-    inv = (1.0 / np.sqrt(np.maximum(deg, 1e-12))).astype(np.float32)
-    W.data *= inv[W.indices]                                        # columns
-    W.data *= np.repeat(inv, np.diff(W.indptr))                     # rows
-    return W
-
-
-def _inverted_file(Z, n_lists, probes, seed, iters=5):
-    g = torch.Generator().manual_seed(seed)
-    sample = Z[torch.randperm(Z.shape[0], generator=g)[: 64 * n_lists]].float()
-    cent = sample[torch.randperm(sample.shape[0], generator=g)[:n_lists]].clone()
-    for _ in range(iters):           # spherical k-means on a sample
-        assign = (sample @ cent.T).argmax(1)
-        cent.index_add_(0, assign, sample, alpha=1.0)   # keep old centre as a weak prior
-        cent = torch.nn.functional.normalize(cent, dim=1)
-    cent = cent.to(Z.dtype)
-    assign = torch.cat([(Z[s:s + 16384] @ cent.T).argmax(1) for s in range(0, Z.shape[0], 16384)])
-    near = (cent.float() @ cent.float().T).topk(probes, dim=1).indices
-    order = torch.argsort(assign, stable=True)
-    counts = torch.bincount(assign, minlength=n_lists)
-    starts = torch.cumsum(counts, 0) - counts
-    members = [order[starts[l]:starts[l] + counts[l]] for l in range(n_lists)]
-    groups, candidates = [], []
-    for l in range(n_lists):
-        if len(members[l]):
-            groups.append(members[l])
-            candidates.append(torch.cat([members[j] for j in near[l].tolist()]))
-    return groups, candidates
-
-
-def propagate(S: sp.csr_matrix, seeds: np.ndarray, alpha: float, steps: int) -> np.ndarray:
-    """Label propagation F <- alpha S F + (1 - alpha) Y0, read out from the neighbours (S F).
-
-    Linear in the seeds: several seedings propagate at once as column blocks of ``seeds``.
-    """
-    F = seeds.copy()
-    for _ in range(steps):
-        F = alpha * (S @ F) + (1 - alpha) * seeds
-    return S @ F
-
-
 # --- calibrated combination ---------------------------------------------------------------------
-
-def _normalise(P):
-    P = np.clip(P, 1e-12, None)
-    return P / P.sum(1, keepdims=True)
-
-
-def _log(P):
-    return np.log(np.clip(P, 1e-12, None))
-
 
 def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
                   iters: int = 50, prior_std: float = 1.0) -> np.ndarray:
@@ -256,7 +160,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     N, C = ipc_soft.shape
     M = len(meta_labels)
     eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
-        _normalise(eac_meta_oof * transition[:, meta_given].T)
+        given_label_posterior(eac_meta_oof, transition, meta_given)
     seeds = np.vstack([ipc_soft, np.eye(C)[meta_labels]]).astype(np.float32)
     folds = np.unique(meta_fold)
     held_sets = [frozenset([f]) for f in folds]         # for the meta rows of fold f
@@ -275,7 +179,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     for f in folds:
         held = meta_fold == f
         graph_meta[held] = column[frozenset([f])][N:][held]
-    term = lambda P: _log(_normalise(P.astype(np.float64) + 1e-6))
+    term = lambda P: safe_log(normalise_rows(P.astype(np.float64) + 1e-6))
     per_view = None
     if n_views > 1 and len(folds) > 1:
         per_view = [term(column[frozenset(folds) - {v}][:N]) for v in range(n_views)]
@@ -284,8 +188,8 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
 
 def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
     """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C)."""
-    z = sum(w * t for w, t in zip(weights, terms)) + weights[-1] * _log(transition[:, given].T)
-    return _normalise(np.exp(_stable(z)))
+    z = sum(w * t for w, t in zip(weights, terms)) + weights[-1] * safe_log(transition[:, given].T)
+    return stable_exp_rows(z)
 
 
 def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
@@ -303,7 +207,7 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
     """
     C = eac_train.shape[1]
     info = {}
-    terms_train, terms_meta = [_log(eac_train)], [_log(eac_meta_oof)]
+    terms_train, terms_meta = [safe_log(eac_train)], [safe_log(eac_meta_oof)]
     names = ["eac"]
     if graph_terms is not None:
         terms_train.append(graph_terms[0])
@@ -315,12 +219,12 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         for step in range(1 + cfg.transition_em_steps):
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
                 transition = transition_from_posteriors(q, given, cfg.transition_smoothing, meta_counts)
-            w = fit_exponents(terms_meta + [_log(transition[:, meta_given].T)], meta_labels)
+            w = fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels)
             q = apply_posterior(w, transition, terms_train, given)
     else:
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
         w = np.append(fit_exponents(terms_meta, meta_labels), 1.0)
-        q = _normalise(np.exp(_stable(sum(wi * t for wi, t in zip(w, terms_train)))))
+        q = stable_exp_rows(sum(wi * t for wi, t in zip(w, terms_train)))
         for _ in range(1 + cfg.transition_em_steps):
             transition = transition_from_posteriors(q, given, cfg.transition_smoothing)
             q = apply_posterior(w, transition, terms_train, given)
@@ -328,7 +232,3 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
     info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}
     info["transition"] = np.round(transition, 4).tolist()
     return q, info, (w, transition)
-
-
-def _stable(z):
-    return z - z.max(1, keepdims=True)

@@ -27,7 +27,9 @@ from .batches import FeatureStore, make_partition, release_freed_memory
 from .config import Config, load_config
 from .eac import AuxiliaryClassifier, exchange
 from .errors import InputError
-from .ipc import BatchFactor, RowAdam, WhitenedBatches, factor_gram, meta_folds, meta_view_weights
+from .numerics import RowAdam, safe_log
+from .validation import check_meta_covers_classes
+from .ipc import BatchFactor, WhitenedBatches, factor_gram, meta_folds, meta_view_weights
 
 
 @dataclass
@@ -54,12 +56,29 @@ class PurifyResult:
 
 
 def resolve_device(device: str) -> torch.device:
+    """The torch device named by ``device``.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda", "cuda:<index>"} or None
+        ``"auto"`` (or None): the GPU where one is available, else the CPU.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    InputError
+        ``device`` is of an unknown kind, or names CUDA on a machine without a GPU.  The message
+        starts ``device='<value>':`` (the command line shows its flag there instead).
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA GPU is available on this machine (use --device cpu or auto)")
+        raise InputError(f"device={device!r}: no CUDA GPU is available on this machine (use 'cpu' or 'auto')")
     if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"--device {device}: must be auto, cpu or cuda")
+        raise InputError(f"device={device!r}: must be auto, cpu or cuda")
     return torch.device(device)
 
 
@@ -158,9 +177,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     C = int(n_classes or max(int(np.max(noisy_np)), int(np.max(meta_labels))) + 1)
     noisy_np = _as_labels(noisy_np, "noisy_labels", N, C)
     meta_y_np = _as_labels(meta_labels, "meta_labels", meta_features.shape[0], C)
-    missing = sorted(set(range(C)) - set(meta_y_np.tolist()))
-    if missing:
-        raise InputError(f"meta set has no row of class(es) {missing[:10]}: every class needs a clean example")
+    check_meta_covers_classes(meta_y_np, C)
     V = int(cfg.views)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -343,7 +360,8 @@ def _bayes_decision(ipc_soft, eac, store, batches, given, meta_X, meta_y, meta_g
     With ``eac_refit_fraction``, EAC is then trained further on the posterior itself (soft
     targets: the M-step of the EM whose E-step is the posterior) and the posterior recomputed.
     """
-    from .posterior import bayes_posterior, graph_evidence, knn_graph
+    from .graph import knn_graph
+    from .posterior import bayes_posterior, graph_evidence
     V = cfg.views
     fold = meta_folds(len(meta_y), V, cfg.seed) if cfg.cross_fit_meta and V > 1 else np.zeros(len(meta_y), int)
     if eac is not None:
@@ -389,13 +407,13 @@ def _refit_targets(q, model, eac_views, given, graph_terms, cfg) -> np.ndarray:
     4 points over-confident).  So with cross-fitted meta folds view v is refitted on its own
     posterior: its own in-loop EAC (``eac_views[v]``) and the graph seeded with meta fold v alone.
     """
-    from .posterior import _log, apply_posterior
+    from .posterior import apply_posterior
     per_view = graph_terms[2] if graph_terms is not None else None
     if not (cfg.cross_fit_meta and cfg.views > 1) or (graph_terms is not None and per_view is None):
         return q
     weights, transition = model
     return np.stack([apply_posterior(weights, transition,
-                                     [_log(eac_views[v])] + ([per_view[v]] if per_view is not None else []),
+                                     [safe_log(eac_views[v])] + ([per_view[v]] if per_view is not None else []),
                                      given)
                      for v in range(cfg.views)])
 

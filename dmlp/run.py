@@ -327,7 +327,11 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     cfg = cfg.replace(n_classes=data.n_classes)          # the resolved config, as summary.json records it
     meta = _select_meta(args, cfg, data)
     from .purify import purify, resolve_device          # torch: only once the data are known good
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except InputError as exc:                            # the library names the argument, we the flag
+        raise InputError(str(exc).replace(f"device={args.device!r}", f"--device {args.device}", 1)
+                         .replace("(use 'cpu' or 'auto')", "(use --device cpu or auto)")) from None
 
     N = data.train_features.shape[0]
     keep = np.ones(N, dtype=bool)

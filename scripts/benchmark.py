@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """DMLP benchmark: quality table (CIFAR-10 features, baselines, DMLP configs, ablations), speed
 and Clothing1M-scale tables.  Writes docs/benchmarks.md, docs/benchmark_quality.csv and
-docs/benchmark_speed.csv (``--out-dir`` elsewhere).  The code is in :mod:`dmlp.benchmark`.
+docs/benchmark_speed.csv (``--out-dir`` elsewhere).  The code is in ``benchmarks/`` at the
+repository root (not part of the installed package).
 
     python scripts/benchmark.py --quick                       # smoke test, seconds
     python scripts/benchmark.py --settings sym50,asym40 --skip-baselines
@@ -13,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dmlp.benchmark import cli  # noqa: E402
+from benchmarks.cli import main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

@@ -12,7 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dmlp.benchmark import REPO_ROOT, cli  # noqa: E402
+from benchmarks.cli import main as cli  # noqa: E402
+from benchmarks.harness import REPO_ROOT  # noqa: E402
 
 if __name__ == "__main__":
     argv = ["--skip-dmlp", "--no-probe", *sys.argv[1:]]

@@ -10,7 +10,8 @@ import torch
 
 from dmlp.config import Config
 from dmlp.errors import InputError
-from dmlp.ipc import RowAdam, closed_form, factor_gram, label_gradient, meta_objective, meta_view_weights
+from dmlp.numerics import RowAdam
+from dmlp.ipc import closed_form, factor_gram, label_gradient, meta_objective, meta_view_weights
 
 B, D, C, M, V = 40, 8, 3, 15, 2
 

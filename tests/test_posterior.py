@@ -5,8 +5,10 @@ import numpy as np
 import torch
 
 from dmlp.config import Config
-from dmlp.posterior import (_log, _normalise, bayes_posterior, estimate_transition, fit_exponents,
-                            graph_evidence, knn_graph, propagate, transition_from_posteriors)
+from dmlp.numerics import normalise_rows, safe_log
+from dmlp.graph import knn_graph, propagate
+from dmlp.posterior import (bayes_posterior, estimate_transition, fit_exponents,
+                            graph_evidence, transition_from_posteriors)
 
 
 def test_transition_counts_meta_rows_with_smoothing():
@@ -82,7 +84,7 @@ def test_graph_evidence_holds_out_the_folds_a_view_is_judged_on():
 
         def seeded(keep):           # meta rows of the folds in ``keep`` carry their clean label
             s = np.vstack([ipc, np.where(np.isin(fold, keep)[:, None], np.eye(C)[meta_y], eac_meta)])
-            return _log(_normalise(propagate(graph, s.astype(np.float32), 0.9, 10).astype(np.float64) + 1e-6))
+            return safe_log(normalise_rows(propagate(graph, s.astype(np.float32), 0.9, 10).astype(np.float64) + 1e-6))
 
         np.testing.assert_allclose(train, seeded(list(range(views)))[:N], rtol=1e-5, atol=1e-6)
         for f in range(views):

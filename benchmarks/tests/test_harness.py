@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dmlp import benchmark as bm
-from dmlp.config import load_config
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:          # benchmarks/ is not installed: import it from the checkout
+    sys.path.insert(0, str(REPO))
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks import harness as bm  # noqa: E402
+from dmlp.config import load_config  # noqa: E402
 
 
 def _cifar_like(folder: Path, n=2500, n_test=400, d=32, c=10, seed=0):

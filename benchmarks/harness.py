@@ -41,10 +41,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import InputError
-from .cli import ArgumentParser
+from dmlp.errors import InputError
+from dmlp.cli import ArgumentParser
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent   # benchmarks/ sits at the repository root
 DEFAULT_DATA = "../shared/data/cifar10-effnet-lite2"          # relative to the repo root
 DEFAULT_SCALE_DIR = "/tmp/dmlp_clothing_scale"
 SETTINGS = ("sym20", "sym50", "sym80", "sym90", "asym40")
@@ -140,7 +140,7 @@ def parse_setting(s: str) -> Tuple[str, float]:
 
 def uncovered_config_differences() -> Dict[str, Tuple[object, object]]:
     """Keys where configs/default.toml differs from paper.toml that no ABLATIONS entry sets back."""
-    from .config import load_config
+    from dmlp.config import load_config
     d, p = load_config("default").to_dict(), load_config("paper").to_dict()
     covered = {k for _, _, over in ABLATIONS if over.get("inherit", "default") == "default" for k in over}
     return {k: (d[k], p[k]) for k in d if k != "name" and d[k] != p[k] and k not in covered}
@@ -239,21 +239,9 @@ def require_cifar(data_dir) -> Path:
     return data
 
 
-def cifar_folder(data_dir) -> Path:
-    """The CIFAR-10 feature folder of ``--data``, or one line saying where such data comes from."""
-    data = Path(data_dir)
-    if not data.is_absolute() and not data.exists():
-        data = REPO_ROOT / data
-    if not (data / "trainfeatures.npy").is_file() or not (data / "correctlabels.npy").is_file():
-        raise InputError(f"--data {data_dir}: no trainfeatures.npy / correctlabels.npy there; the benchmark "
-                         "needs CIFAR-10 features with their true labels: make them from the official python "
-                         "batches with dmlp extract (README, 'Getting the CIFAR-10 features'), then pass --data DIR")
-    return data
-
-
 def load_cifar(data_dir, subset: Optional[int] = None, test_subset: Optional[int] = None) -> Cifar:
-    from .data import check_features, check_labels, load_npy
-    data = cifar_folder(data_dir)
+    from dmlp.data import check_features, check_labels, load_npy
+    data = require_cifar(data_dir)
     X = check_features(load_npy(data / "trainfeatures.npy"), "trainfeatures.npy")
     y = check_labels(load_npy(data / "correctlabels.npy", mmap=False), "correctlabels.npy",
                      n_rows=X.shape[0], rows_of="trainfeatures.npy")
@@ -292,7 +280,7 @@ class Probe:
         if not self.enabled:
             return float("nan")
         import torch
-        from .baselines import fit_logistic
+        from dmlp.baselines import fit_logistic
         W, b = fit_logistic(self.Xs, labels, self.C, max_iter=self.max_iter, seed=0)
         with torch.no_grad():
             pred = (torch.from_numpy(self.Xt) @ W + b).argmax(1).numpy()
@@ -337,9 +325,9 @@ def quality_row(setting, method, kind, measures: List[Measure], seeds="0", note=
 def run_dmlp(data: Cifar, noisy, mask, meta_idx, cfg, probe: Probe, *, auto: bool = False,
              meta_size: int = 1000, device: str = "cpu") -> Measure:
     """One DMLP run; ``auto`` picks its own meta rows from the noisy data (no clean labels)."""
-    from .meta import auto_meta_indices
-    from .metrics import expected_calibration_error, roc_auc
-    from .purify import purify
+    from dmlp.meta import auto_meta_indices
+    from dmlp.metrics import expected_calibration_error, roc_auc
+    from dmlp.purify import purify
     X, y, C = data.X, data.y, data.n_classes
     with PeakMemory(device=device) as mem:
         t0 = time.perf_counter()
@@ -373,10 +361,10 @@ def run_quality(data: Cifar, settings: Sequence[str], *, noise_seed: int = 0, me
                 run_dmlp_rows: bool = True, ablations: bool = True, probe: Optional[Probe] = None,
                 epochs: Optional[int] = None, device: str = "cpu", notes: Optional[list] = None):
     """Quality rows for every setting, and the per-epoch histories of DMLP default/paper."""
-    from .baselines import ALL_BASELINES, MissingDependencyError, cosine_knn
-    from .config import load_config
-    from .meta import draw_meta_indices
-    from .noise import make_noisy_labels
+    from dmlp.baselines import ALL_BASELINES, MissingDependencyError, cosine_knn
+    from dmlp.config import load_config
+    from dmlp.meta import draw_meta_indices
+    from dmlp.noise import make_noisy_labels
     notes = notes if notes is not None else []
     probe = probe or Probe(data, enabled=False)
     X, y, C = data.X, data.y, data.n_classes
@@ -457,8 +445,8 @@ def _warm_up(device: str, d: int, n_classes: int) -> None:
     """On a GPU, one tiny unrecorded run first, so CUDA start-up is not billed to the first row."""
     if device == "cpu":
         return
-    from .config import load_config
-    from .purify import purify
+    from dmlp.config import load_config
+    from dmlp.purify import purify
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2000, d)).astype(np.float32)
     y = np.arange(2000) % n_classes
@@ -472,10 +460,10 @@ def run_speed(data: Cifar, *, setting: str = "sym50", noise_seed: int = 0, meta_
 
     Each config runs ``repeats`` times; its row is the run with the median total time, and the
     note lists every total (shared machines vary from run to run)."""
-    from .config import load_config
-    from .meta import draw_meta_indices
-    from .noise import make_noisy_labels
-    from .purify import purify
+    from dmlp.config import load_config
+    from dmlp.meta import draw_meta_indices
+    from dmlp.noise import make_noisy_labels
+    from dmlp.purify import purify
     mode, rate = parse_setting(setting)
     X, y, C = data.X, data.y, data.n_classes
     noisy = make_noisy_labels(y, mode, rate, noise_seed, n_classes=C)
@@ -630,9 +618,9 @@ def _slope(xs, ys) -> float:
 
 def run_scale(scale_dir, sizes: str = "full", *, device: str = "cpu") -> Tuple[List[dict], dict]:
     """Clothing1M-scale rows (the DMLP.py runs and the N / d sweeps) and the fitted slopes."""
-    from .config import load_config
-    from .data import load_npy
-    from .purify import purify
+    from dmlp.config import load_config
+    from dmlp.data import load_npy
+    from dmlp.purify import purify
     p = SCALE_SIZES[sizes]
     folder = Path(scale_dir) / sizes
     spec = make_clothing_like(folder, p["n"], p["d"], p["meta"], p["test"])
@@ -842,13 +830,13 @@ def build_parser() -> "ArgumentParser":
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    from .baselines import ALL_BASELINES
-    from .purify import resolve_device
+    from dmlp.baselines import ALL_BASELINES
+    from dmlp.purify import resolve_device
     device = str(resolve_device(args.device))
     quality = args.quality or args.all or args.quick or not (args.speed or args.scale)
     speed = args.speed or args.all or args.quick
     if quality or speed:
-        cifar_folder(args.data)                 # before any output: say where the data come from
+        require_cifar(args.data)                 # before any output: say where the data come from
     scale = args.scale or args.all
     settings = [s.strip() for s in (args.settings or ("sym50" if args.quick else ",".join(SETTINGS))).split(",") if s.strip()]
     for s in settings:
@@ -921,7 +909,7 @@ def main(argv=None) -> int:
              "incr. = highest resident set size sampled every 10 ms during the method minus the RSS just "
              "before it (a process-wide measure, so memory the method reuses from earlier allocations "
              "is not counted). Ablation rows: the default config with one deviation set back to the "
-             "paper's value (`ABLATIONS` in dmlp/benchmark.py).")
+             "paper's value (`ABLATIONS` in benchmarks/harness.py).")
         if not args.skip_dmlp:
             emit("## DMLP soft labels and label quality")
             emit(diagnostics_table(quality_rows))
@@ -978,8 +966,3 @@ def main(argv=None) -> int:
     (out_dir / f"benchmarks{tag}.md").write_text("\n\n".join(sections) + "\n")
     log(f"wrote {out_dir / f'benchmarks{tag}.md'}")
     return 0
-
-
-def cli(argv=None) -> int:
-    from .cli import run_cli
-    return run_cli(main, argv)

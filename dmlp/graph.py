@@ -1,0 +1,210 @@
+"""The feature graph of the final decision and of the label-propagation baselines.
+
+A cosine kNN search (:func:`knn_graph`: exhaustive for small inputs, an inverted file for large
+ones), the symmetric normalised affinity ``S = D^-1/2 (W + W') D^-1/2`` with
+``W_ij = max(cos_ij, 0)^power`` (:func:`knn_weights`, :func:`normalised_affinity`) and the
+propagation ``F <- alpha S F + (1 - alpha) Y0`` (:func:`propagate`; Zhou et al., 2004).
+Shapes are written ``(N, k)``: N rows, k neighbours per row.  Cost: the search is
+``N x candidates x d`` multiply-adds, the affinity ``O(N k)`` memory, each propagation step one
+sparse product ``O(N k C)``.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from .numerics import CHUNK_ROWS, PROB_FLOOR
+
+#: Floor of a row's degree before ``deg^-1/2`` (rows without edges keep no entries anyway).
+DEGREE_FLOOR = 1e-12
+
+
+def knn_weights(similarity, power: float, out=None) -> torch.Tensor:
+    """Edge weights ``max(similarity, 0)^power`` of a kNN list.
+
+    Parameters
+    ----------
+    similarity : array-like of shape (N, k)
+        Cosine similarities of each row to its neighbours (any float dtype, kept).
+    power : float
+        Exponent: sharpens the weights towards the nearest neighbours.
+    out : torch.Tensor of shape (N, k), optional
+        Computed in place there (``similarity`` itself, when it is not needed afterwards).
+
+    Returns
+    -------
+    torch.Tensor of shape (N, k)
+    """
+    similarity = torch.as_tensor(similarity)
+    if out is None:
+        return similarity.clamp_min(0).pow(power)
+    return out.copy_(similarity).clamp_min_(0).pow_(power)
+
+
+def normalised_affinity(neighbours: np.ndarray, weights: np.ndarray) -> sp.csr_matrix:
+    """Symmetric normalised affinity ``D^-1/2 (W + W') D^-1/2`` of a kNN list.
+
+    Parameters
+    ----------
+    neighbours : np.ndarray of shape (N, k), integer
+        Column index of each row's neighbours.
+    weights : np.ndarray of shape (N, k)
+        Their weights ``W_ij`` (:func:`knn_weights`); the dtype of the result.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (N, N)
+        Zero-weight edges (negative similarity, padding) dropped.
+    """
+    n, k = neighbours.shape
+    # W row by row (k entries each) straight into CSR form, then symmetrised and scaled in place
+    W = sp.csr_matrix((np.ascontiguousarray(weights).reshape(-1), neighbours.reshape(-1),
+                       np.arange(0, n * k + 1, k, dtype=np.int64)), shape=(n, n))
+    W = (W + W.T).tocsr()
+    W.eliminate_zeros()
+    deg = np.asarray(W.sum(1)).ravel()
+    inv = (1.0 / np.sqrt(np.maximum(deg, DEGREE_FLOOR))).astype(W.dtype)
+    W.data *= inv[W.indices]                                        # columns
+    W.data *= np.repeat(inv, np.diff(W.indptr))                     # rows
+    return W
+
+
+def propagate(S: sp.spmatrix, seeds: np.ndarray, alpha: float, steps: int,
+              read_out: bool = True) -> np.ndarray:
+    """Label propagation ``F <- alpha S F + (1 - alpha) Y0`` from ``F = Y0 = seeds``.
+
+    Linear in the seeds: several seedings propagate at once as column blocks of ``seeds``.
+
+    Parameters
+    ----------
+    S : scipy.sparse matrix of shape (N, N)
+        The affinity (:func:`normalised_affinity`).
+    seeds : np.ndarray of shape (N, C)
+        ``Y0``; its dtype is kept.
+    alpha : float
+        Weight of the neighbours against the seeds, in [0, 1).
+    steps : int
+        Iterations.
+    read_out : bool
+        Return ``S F`` (each row read from its neighbours only, so a seed does not vouch for
+        itself) instead of ``F``.
+
+    Returns
+    -------
+    np.ndarray of shape (N, C)
+    """
+    F = seeds.copy()
+    for _ in range(steps):
+        F = alpha * (S @ F) + (1 - alpha) * seeds
+    return S @ F if read_out else F
+
+
+def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
+              candidates: int = 7000, overwrite_input: bool = False) -> sp.csr_matrix:
+    """Symmetric, normalised cosine kNN graph ``D^-1/2 (W + W') D^-1/2``, ``W_ij = max(sim, 0)^power``.
+
+    Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
+    their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
+    rows of the buckets nearest to it, as many as make about ``candidates`` rows (the recall
+    of the search grows with it; its cost is n x candidates instead of n^2).
+    Small inputs are searched exhaustively.  Similarities are computed in the dtype of
+    ``features`` (float32, or bfloat16 where the features are held so: 2-3x faster; neighbours
+    whose similarities differ by less than its rounding, 2^-8, may swap ranks, but their
+    weights are then equal to that precision too).  ``overwrite_input=True`` normalises
+    ``features`` in place instead of copying it (the caller's copy is not needed afterwards).
+    The graph is float32 (scipy CSR).
+    """
+    dtype = features.dtype if features.dtype in (torch.float32, torch.bfloat16) else torch.float32
+    Z = features if overwrite_input and features.dtype == dtype else torch.empty(features.shape, dtype=dtype)
+    for s in range(0, len(features), CHUNK_ROWS):        # normalise in float32, chunk by chunk
+        chunk = features[s:s + CHUNK_ROWS].float()
+        Z[s:s + CHUNK_ROWS] = chunk / chunk.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)
+    n = Z.shape[0]
+    k = min(k, n - 1)
+    n_lists = int(math.sqrt(n))
+    probes = max(1, round(candidates * n_lists / n))
+    if n <= 20000 or n_lists <= probes:
+        groups, candidate_sets = [torch.arange(n)], [torch.arange(n)]
+    else:
+        groups, candidate_sets = inverted_file_candidates(Z, n_lists, probes, seed)
+    # Fixed-size buffers: matrix products of ever-changing shapes each leave memory behind
+    # (allocator fragmentation, oneDNN's per-shape cache: measured ~1 MB per shape), so the
+    # candidate sets are padded to multiples of 1024 rows and the queries to blocks of 256.
+    neighbours = torch.zeros(n, k, dtype=torch.long)
+    similarity = torch.zeros(n, k)
+    d, block = Z.shape[1], 256
+    c_max = -(-max(len(c) for c in candidate_sets) // 1024) * 1024
+    Zc_buf = torch.zeros(c_max, d, dtype=Z.dtype)
+    Zq_buf = torch.zeros(block, d, dtype=Z.dtype)
+    sim_buf = torch.empty(block * c_max, dtype=Z.dtype)
+    for members, cand in zip(groups, candidate_sets):
+        width = -(-len(cand) // 1024) * 1024
+        Zc = Zc_buf[:width]
+        torch.index_select(Z, 0, cand, out=Zc[:len(cand)])
+        Zc[len(cand):] = 0                                           # padding rows: never chosen
+        cand_pad = torch.cat([cand, torch.full((width - len(cand),), n, dtype=torch.long)])
+        k_eff = min(k, len(cand) - 1)
+        for s in range(0, len(members), block):
+            q = members[s:s + block]
+            torch.index_select(Z, 0, q, out=Zq_buf[:len(q)])
+            sim = sim_buf[:block * width].view(block, width)
+            torch.mm(Zq_buf, Zc.T, out=sim)
+            v, i = sim.topk(k_eff + 1, dim=1)                       # k + 1: the row itself is among them
+            v, i = v[:len(q)].float(), cand_pad[i[:len(q)]]
+            pad = i == n
+            i[pad] = q.unsqueeze(1).expand_as(i)[pad]                  # (a zero-weight self edge)
+            v[(i == q.unsqueeze(1)) | pad] = -3.0                   # never your own neighbour
+            v, j = v.topk(k_eff, dim=1)                             # (else the (k+1)-th drops out)
+            neighbours[q, :k_eff] = i.gather(1, j)
+            similarity[q, :k_eff] = v
+    weights = knn_weights(similarity, power, out=similarity).numpy()
+    columns = neighbours.to(torch.int32).numpy()
+    del neighbours, similarity
+    return normalised_affinity(columns, weights)
+
+
+def inverted_file_candidates(Z, n_lists, probes, seed, iters=5):
+    """Query groups and their candidate rows for an inverted-file kNN search.
+
+    Parameters
+    ----------
+    Z : torch.Tensor of shape (N, d)
+        Unit-norm rows.
+    n_lists : int
+        Number of spherical k-means centroids (buckets).
+    probes : int
+        Buckets compared with each bucket (its nearest centroids, itself included).
+    seed : int
+        Seed of the k-means sample and initialisation.
+    iters : int
+        k-means iterations on the sample.
+
+    Returns
+    -------
+    groups, candidates : list of torch.Tensor
+        ``groups[l]`` the rows of bucket ``l`` (non-empty buckets only), ``candidates[l]`` the
+        rows of its ``probes`` nearest buckets.
+    """
+    g = torch.Generator().manual_seed(seed)
+    sample = Z[torch.randperm(Z.shape[0], generator=g)[: 64 * n_lists]].float()
+    cent = sample[torch.randperm(sample.shape[0], generator=g)[:n_lists]].clone()
+    for _ in range(iters):           # spherical k-means on a sample
+        assign = (sample @ cent.T).argmax(1)
+        cent.index_add_(0, assign, sample, alpha=1.0)   # keep old centre as a weak prior
+        cent = torch.nn.functional.normalize(cent, dim=1)
+    cent = cent.to(Z.dtype)
+    assign = torch.cat([(Z[s:s + CHUNK_ROWS] @ cent.T).argmax(1) for s in range(0, Z.shape[0], CHUNK_ROWS)])
+    near = (cent.float() @ cent.float().T).topk(probes, dim=1).indices
+    order = torch.argsort(assign, stable=True)
+    counts = torch.bincount(assign, minlength=n_lists)
+    starts = torch.cumsum(counts, 0) - counts
+    members = [order[starts[l]:starts[l] + counts[l]] for l in range(n_lists)]
+    groups, candidates = [], []
+    for l in range(n_lists):
+        if len(members[l]):
+            groups.append(members[l])
+            candidates.append(torch.cat([members[j] for j in near[l].tolist()]))
+    return groups, candidates

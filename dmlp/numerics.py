@@ -1,0 +1,162 @@
+"""Shared numerics of IPC, EAC and the final decision: floors, chunk sizes, safe logs, row
+normalisation, softmax, the class-balance prior and the row-wise Adam optimiser.
+
+IPC (``dmlp.ipc``) and EAC (``dmlp.eac``) both import from here and never from each other: the
+two corrections meet only in the loop (``dmlp.purify``).  Shapes are written ``(rows, C)``; a
+leading ``V`` is the label views.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Floor of probabilities before a log or a division (keeps ``log 0`` and ``x / 0`` finite).
+PROB_FLOOR = 1e-12
+#: Rows per chunk when features are normalised, projected or scanned: bounds the float32
+#: temporaries to ``CHUNK_ROWS x d`` whatever the number of rows.
+CHUNK_ROWS = 16384
+#: Rows per chunk when a memory map is gathered into a tensor (:func:`dmlp.batches.gather_rows`).
+GATHER_ROWS = 4096
+#: Bytes of one float32 feature value: the unit of the resident-memory budget.
+FLOAT32_BYTES = 4
+
+
+def fits_in_ram(n_rows: int, n_cols: int, limit_gb: float, copies: int = 1,
+                item_bytes: int = FLOAT32_BYTES) -> bool:
+    """Whether ``copies`` matrices of shape (n_rows, n_cols) fit in ``limit_gb`` GiB.
+
+    Parameters
+    ----------
+    n_rows, n_cols : int
+        Shape of one matrix.
+    limit_gb : float
+        The budget, in GiB (``resident_limit_gb`` of the run settings).
+    copies : int
+        How many such matrices must be held at once.
+    item_bytes : int
+        Bytes per value (4: float32, the unit of the budget).
+
+    Returns
+    -------
+    bool
+    """
+    return copies * n_rows * n_cols * item_bytes <= limit_gb * 2 ** 30
+
+
+def safe_log(P: np.ndarray) -> np.ndarray:
+    """``log(max(P, PROB_FLOOR))`` element-wise, for arrays of probabilities of any shape."""
+    return np.log(np.clip(P, PROB_FLOOR, None))
+
+
+def normalise_rows(P: np.ndarray) -> np.ndarray:
+    """Rows of ``P`` (rows, C) floored at ``PROB_FLOOR`` and scaled to sum to 1."""
+    P = np.clip(P, PROB_FLOOR, None)
+    return P / P.sum(1, keepdims=True)
+
+
+def stable_exp_rows(z: np.ndarray) -> np.ndarray:
+    """Row-normalised ``exp(z)`` of log-scores ``z`` (rows, C), shifted by the row maximum."""
+    return normalise_rows(np.exp(z - z.max(1, keepdims=True)))
+
+
+def softmax_rows(logits: torch.Tensor, dim: int = -1):
+    """Softmax of ``logits`` over ``dim`` and its log: ``(p, log p)``, same shape as ``logits``.
+
+    For short class dimensions this is cheaper than ``F.softmax`` plus ``F.log_softmax``.
+    """
+    z = logits - logits.amax(dim, keepdim=True)
+    e = z.exp()
+    s = e.sum(dim, keepdim=True)
+    return e / s, z - s.log()
+
+
+def class_balance_kl(logits: torch.Tensor) -> torch.Tensor:
+    """``KL(uniform || mean softmax)`` over the rows of ``logits`` (..., rows, C), summed over
+    the leading dims: the class-balance prior, differentiable by autograd (the reference of
+    :func:`balance_kl_grad`)."""
+    mean_prob = F.softmax(logits, dim=-1).mean(dim=-2)
+    C = logits.shape[-1]
+    return (-(math.log(C)) - torch.log(mean_prob.clamp_min(PROB_FLOOR)).mean(dim=-1)).sum()
+
+
+def balance_kl_grad(p: torch.Tensor, weight: float = 1.0, *, class_dim: int = -1, row_dim: int = -2):
+    """The class-balance prior of probabilities ``p`` and its gradient with respect to ``p``.
+
+    Parameters
+    ----------
+    p : torch.Tensor of shape (..., rows, C), or any layout named by ``class_dim``/``row_dim``
+        Class probabilities of the rows.
+    weight : float
+        Weight of the prior in the loss; multiplies the gradient (not the returned value).
+    class_dim, row_dim : int
+        The class and the row dimensions of ``p``.
+
+    Returns
+    -------
+    value : torch.Tensor, scalar
+        ``KL(uniform || mean_rows p)`` summed over the remaining dims (unweighted).
+    grad_p : torch.Tensor, broadcastable to ``p``
+        ``weight * d value / d p`` (reduced over ``row_dim``).
+    """
+    C, n = p.shape[class_dim], p.shape[row_dim]
+    mean_p = p.mean(row_dim, keepdim=True).clamp_min(PROB_FLOOR)
+    value = (-math.log(C) - mean_p.log().mean(class_dim)).sum()
+    return value, (-weight / (C * n)) / mean_p
+
+
+def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Gradient w.r.t. the logits of a softmax ``p`` given the gradient ``grad_p`` w.r.t. ``p``."""
+    return p * (grad_p - (p * grad_p).sum(dim, keepdim=True))
+
+
+class RowAdam:
+    """Adam whose moments and step counts are kept per row of a parameter matrix.
+
+    Only the rows passed to :meth:`step` move; the others keep their moments, so the rows of a
+    batch not visited are not decayed or pushed by stale momentum (``torch.optim.Adam`` over
+    the whole label tensor would move them).
+
+    Parameters
+    ----------
+    n_rows, n_cols : int
+        Shape of the parameter matrix.
+    lr : float
+        Step size.
+    betas : (float, float)
+        Adam's moment decays.
+    weight_decay : float
+        L2 decay added to the gradient of the rows that step.
+    dtype, device
+        Of the moment buffers.
+    """
+
+    def __init__(self, n_rows: int, n_cols: int, lr: float, betas, weight_decay: float,
+                 dtype=torch.float32, device="cpu"):
+        self.lr, self.betas, self.weight_decay = lr, tuple(betas), weight_decay
+        self.m = torch.zeros(n_rows, n_cols, dtype=dtype, device=device)
+        self.v = torch.zeros(n_rows, n_cols, dtype=dtype, device=device)
+        self.steps = torch.zeros(n_rows, 1, dtype=dtype, device=device)
+
+    def step(self, params: torch.Tensor, rows, grad: torch.Tensor) -> None:
+        """One Adam step, in place, of ``params[rows]`` along ``grad`` (same shape)."""
+        b1, b2 = self.betas
+        p = params[rows]
+        if self.weight_decay:
+            grad = grad + self.weight_decay * p
+        m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
+        v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        t = self.steps[rows].add_(1)
+        m_hat = m / (1 - b1 ** t)
+        v_hat = v / (1 - b2 ** t)
+        p.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
+
+    def state_dict(self) -> dict:
+        """The moments and step counts (tensors shared with the optimiser, not copies)."""
+        return {"m": self.m, "v": self.v, "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy moments and step counts from ``state`` (as :meth:`state_dict` returns)."""
+        self.m.copy_(state["m"]); self.v.copy_(state["v"]); self.steps.copy_(state["steps"])

@@ -1,0 +1,82 @@
+"""Validation of the library's inputs: feature matrices, label vectors, the meta set's classes.
+
+One place for the rules, called by :func:`dmlp.purify` callers and the data loader alike.
+Messages name the argument (or file) they are given as ``name``; the CLI adds its flag names.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from .errors import InputError
+
+FEATURE_DTYPES = (np.float16, np.float32, np.float64)
+
+
+def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
+                   chunk_bytes: int = 16 * 2 ** 20, progress: bool = False) -> np.ndarray:
+    """Validate a 2-D float feature matrix; scans for NaN/inf chunk by chunk (no full copy).
+
+    ``progress`` shows a bar for the scan when it reads more than 256 MB.
+    """
+    if array.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D feature matrix, got shape {array.shape}")
+    if array.dtype.type not in FEATURE_DTYPES:
+        raise InputError(f"{name}: features must be float16/float32/float64, got {array.dtype}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"{name}: empty feature matrix (shape {array.shape})")
+    if check_finite:
+        chunk_rows = max(1, chunk_bytes // (array.shape[1] * array.dtype.itemsize))
+        from tqdm import tqdm
+        for start in tqdm(range(0, array.shape[0], chunk_rows), desc=f"checking {name}", unit="chunk",
+                          leave=False, disable=not progress or array.nbytes < 256 * 2 ** 20):
+            from .data import read_rows     # the loader's pread of memory maps
+            block = read_rows(array, slice(start, start + chunk_rows))
+            if not np.isfinite(block).all():
+                bad = start + int(np.argwhere(~np.isfinite(block))[0, 0])
+                raise InputError(f"{name}: contains NaN or infinite values (first at row {bad})")
+    return array
+
+
+def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
+                 n_rows: Optional[int] = None, rows_of: str = "", allow_unknown: bool = False) -> np.ndarray:
+    """Validate a 1-D integer label vector in 0..C-1 and return it as an int64 array in RAM.
+
+    With ``allow_unknown``, -1 marks a row whose label is unknown (any other negative value is
+    still refused).
+    """
+    array = np.asarray(array)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise InputError(f"{name}: expected a 1-D label vector, got shape {array.shape}")
+    if n_rows is not None and array.shape[0] != n_rows:
+        raise InputError(f"{name} has {array.shape[0]} rows but {rows_of} has {n_rows}")
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all() or not np.all(array == np.round(array)):
+            raise InputError(f"{name}: labels must be integers, got non-integer {array.dtype} values")
+    elif array.dtype.kind not in "iub":
+        raise InputError(f"{name}: labels must be integers, got dtype {array.dtype}")
+    labels = array.astype(np.int64)
+    floor = -1 if allow_unknown else 0
+    if labels.size and labels.min() < floor:
+        raise InputError(f"{name}: negative label {int(labels.min())} (labels must be 0..C-1"
+                         f"{', or -1 for unknown' if allow_unknown else ''})")
+    if n_classes is not None and labels.size and labels.max() >= n_classes:
+        raise InputError(f"{name}: label {int(labels.max())} out of range for {n_classes} classes")
+    return labels
+
+
+def check_meta_covers_classes(meta_labels: np.ndarray, n_classes: int, name: str = "meta_labels") -> None:
+    """Raise :class:`InputError` unless every class ``0..n_classes-1`` has a meta row.
+
+    Raises
+    ------
+    InputError
+        Naming the classes without a clean example (at most ten of them).
+    """
+    missing = sorted(set(range(n_classes)) - set(np.asarray(meta_labels).tolist()))
+    if missing:
+        raise InputError(f"{name}: meta set has no row of class(es) {missing[:10]}: "
+                         "every class needs a clean example")
