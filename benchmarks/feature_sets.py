@@ -57,17 +57,24 @@ def extract(images: Path, labels: np.ndarray, network: str, size: int, out_path:
     source = official_order(scan_folder(images), labels, str(images))
     model = _model(network)
     tmp = out_path.with_name(out_path.name + ".partial.npy")
-    feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(source), 1280))
+    first = 0
+    if tmp.exists():       # an interrupted pass: continue after its last complete batch
+        feats = np.lib.format.open_memmap(tmp, mode="r+")
+        filled = np.flatnonzero(np.abs(feats).sum(1) > 0)
+        first = 0 if len(filled) == 0 else (int(filled[-1]) + 1) // BATCH * BATCH
+        print(f"{network} {images.name}: continuing at image {first}", flush=True)
+    else:
+        feats = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(source), 1280))
     t0 = time.time()
     with torch.no_grad():
-        for s in range(0, len(source), BATCH):
+        for s in range(first, len(source), BATCH):
             idx = range(s, min(s + BATCH, len(source)))
             x = torch.from_numpy(np.stack([source.load(i) for i in idx])).permute(0, 3, 1, 2).float() / 255.0
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False) * 2 - 1
             feats[s:s + len(idx)] = model.extract_features(x).mean((2, 3)).numpy()
             if (s // BATCH) % 20 == 0:
                 done = s + len(idx)
-                eta = (time.time() - t0) / done * (len(source) - done)
+                eta = (time.time() - t0) / (done - first) * (len(source) - done)
                 print(f"{network} {images.name}: {done}/{len(source)} images, ~{eta / 60:.1f} min left", flush=True)
     feats.flush()
     del feats

@@ -49,14 +49,17 @@ def make_partition(n_rows: int, batch_size: int, seed: int):
     return order, [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def gather_rows(array, rows: np.ndarray, out: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-    """Copy ``array[rows]`` into the float tensor ``out`` chunk by chunk (bounded temporaries)."""
+def gather_rows(array, rows: np.ndarray, out: torch.Tensor, chunk: int = 4096, scaling=None) -> torch.Tensor:
+    """Copy ``array[rows]`` into the float tensor ``out`` chunk by chunk (bounded temporaries),
+    mapped by ``scaling`` (a :class:`dmlp.scaling.FeatureScaling`) when one is given."""
     for start in range(0, len(rows), chunk):
         idx = rows[start:start + chunk]
         sorted_idx = np.sort(idx)
         block = np.asarray(array[sorted_idx])             # sorted reads are kind to the page cache
         inverse = np.argsort(np.argsort(idx, kind="stable"), kind="stable")
-        out[start:start + len(idx)] = torch.from_numpy(block[inverse].astype(np.float32, copy=False))
+        block = block[inverse]
+        block = block.astype(np.float32, copy=False) if scaling is None else scaling.apply(block)
+        out[start:start + len(idx)] = torch.from_numpy(block)
     return out
 
 
@@ -64,17 +67,18 @@ class FeatureStore:
     """Serves the features of batch ``k`` (in batch order) on ``device``, in ``self.dtype``."""
 
     def __init__(self, features, order: np.ndarray, batches: List[slice], device,
-                 resident_limit_gb: float, dtype=torch.float32):
+                 resident_limit_gb: float, dtype=torch.float32, scaling=None):
         self.features, self.order, self.batches, self.device = features, order, batches, device
+        self.scaling = scaling          # applied to every row as it is read (dmlp.scaling)
         n, d = len(order), features.shape[1]
         self.resident = n * d * 4 <= resident_limit_gb * 2 ** 30
         self.dtype = dtype if self.resident else torch.float32
         self.data = None
         if self.resident:
             if isinstance(features, torch.Tensor):
-                data = features[torch.as_tensor(order, device=features.device)].to(dtype)
+                data = self._scaled(features[torch.as_tensor(order, device=features.device)]).to(dtype)
             else:
-                data = gather_rows(features, order, torch.empty(n, d, dtype=dtype))
+                data = gather_rows(features, order, torch.empty(n, d, dtype=dtype), scaling=scaling)
             self.data = data.to(device)
             release_freed_memory()
 
@@ -97,8 +101,11 @@ class FeatureStore:
             return self.data[positions]
         return self._read(self.order[positions])
 
+    def _scaled(self, X: torch.Tensor) -> torch.Tensor:
+        return X.float() if self.scaling is None else self.scaling.apply_torch(X)
+
     def _read(self, rows: np.ndarray) -> torch.Tensor:
         if isinstance(self.features, torch.Tensor):
-            return self.features[torch.as_tensor(rows)].to(device=self.device, dtype=torch.float32)
+            return self._scaled(self.features[torch.as_tensor(rows)]).to(device=self.device)
         out = torch.empty(len(rows), self.features.shape[1], dtype=torch.float32)
-        return gather_rows(self.features, rows, out).to(self.device)
+        return gather_rows(self.features, rows, out, scaling=self.scaling).to(self.device)

@@ -53,6 +53,8 @@ class Config:
     meta_size: int = 1000           # clean rows drawn from the training set (authors: 1,000)
     resident_limit_gb: float = 4.0  # features up to this size (as float32) are held in RAM;
                                     # larger ones stream batch by batch from the memory map
+    feature_scaling: str = "rms"    # units removed before the method sees the features: "rms"
+                                    # (centre, unit mean variance), "standardise" (per column), "none"
     compute_dtype: str = "auto"     # dtype of the large batch products: "auto" = bfloat16 on CPUs
                                     # with native bf16 arithmetic (AVX512-BF16/AMX), else float32
 
@@ -112,7 +114,8 @@ class Config:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _CHOICES = {"meta_mse_reduction": ("sum", "mean"), "final_decision": ("argmax", "bayes"),
-            "compute_dtype": ("auto", "float32", "bfloat16")}
+            "compute_dtype": ("auto", "float32", "bfloat16"),
+            "feature_scaling": ("rms", "standardise", "none")}
 
 
 def _coerce(values: dict, source: str) -> dict:

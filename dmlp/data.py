@@ -203,14 +203,15 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress
 
 
 def gram_warning(features, batch_rows: int, ridge: float, name: str = "trainfeatures.npy",
-                 seed: int = 0) -> Optional[str]:
+                 seed: int = 0, scaling=None) -> Optional[str]:
     """A warning (or ``None``) when the Gram matrix ``X'X`` of a batch is (nearly) singular.
 
     IPC solves ``(X'X + lambda I) W = X'Y`` per batch; duplicated, constant or otherwise
     rank-deficient features (or batches with fewer rows than columns) make ``X'X`` singular.
     The ridge term ``lambda`` keeps the solve defined, so this is not an error -- but the user
     should know.  Checked on one batch-sized sample of the rows (seeded draw), with the Gram
-    matrix in float32 as IPC computes it and its spectrum in float64.  All-zero features are an
+    matrix in float32 as IPC computes it (after ``scaling``, as IPC sees the features) and its
+    spectrum in float64.  All-zero features are an
     error: no ridge makes a closed form out of them.
     """
     n, d = features.shape
@@ -218,7 +219,8 @@ def gram_warning(features, batch_rows: int, ridge: float, name: str = "trainfeat
     rows = np.sort(np.random.default_rng(seed).choice(n, b, replace=False)) if b < n else np.arange(n)
     X = np.empty((b, d), dtype=np.float32)
     for start in range(0, b, 16384):
-        X[start:start + 16384] = np.asarray(features[rows[start:start + 16384]], dtype=np.float32)
+        block = features[rows[start:start + 16384]]
+        X[start:start + 16384] = np.asarray(block, np.float32) if scaling is None else scaling.apply(block)
     G = (X.T @ X).astype(np.float64)
     scale = float(np.trace(G)) / d
     if not np.isfinite(scale) or scale <= 0:

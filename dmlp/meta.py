@@ -82,7 +82,7 @@ def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int) -> np.ndarr
 
 
 def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: int, seed: int,
-                      ridge: float = 1e-3) -> np.ndarray:
+                      ridge: float = 1e-3, scaling=None) -> np.ndarray:
     """Pick ``size`` rows (balanced over classes) whose given label is most plausible.
 
     Two-fold cross-fitting: a ridge estimator fitted on one half scores the other half, so a row
@@ -95,7 +95,7 @@ def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: 
     n, d = features.shape
     order = np.random.default_rng(seed).permutation(n)
     halves = [order[: n // 2], order[n // 2:]]
-    X = [gather_rows(features, h, torch.empty(len(h), d)) for h in halves]
+    X = [gather_rows(features, h, torch.empty(len(h), d), scaling=scaling) for h in halves]
     score = np.empty(n, dtype=np.float64)
     for a, b in ((0, 1), (1, 0)):
         Y = torch.nn.functional.one_hot(torch.as_tensor(noisy_labels[halves[a]]), n_classes).float()

@@ -32,6 +32,8 @@ import scipy.sparse as sp
 from .graph import propagate
 from .numerics import normalise_rows, safe_log, stable_exp_rows
 
+from .errors import check_finite
+
 log = logging.getLogger("dmlp")
 
 
@@ -219,16 +221,22 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         for step in range(1 + cfg.transition_em_steps):
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
                 transition = transition_from_posteriors(q, given, cfg.transition_smoothing, meta_counts)
-            w = fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels)
-            q = apply_posterior(w, transition, terms_train, given)
+            check_finite(transition, f"transition EM (final decision) at step {step}")
+            w = check_finite(fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels),
+                             f"the exponent fit at EM step {step}")
+            q = check_finite(apply_posterior(w, transition, terms_train, given),
+                             f"the posterior at EM step {step}")
     else:
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
         w = np.append(fit_exponents(terms_meta, meta_labels), 1.0)
         q = stable_exp_rows(sum(wi * t for wi, t in zip(w, terms_train)))
-        for _ in range(1 + cfg.transition_em_steps):
-            transition = transition_from_posteriors(q, given, cfg.transition_smoothing)
-            q = apply_posterior(w, transition, terms_train, given)
+        for step in range(1 + cfg.transition_em_steps):
+            transition = check_finite(transition_from_posteriors(q, given, cfg.transition_smoothing),
+                                      f"transition EM (final decision) at step {step}")
+            q = check_finite(apply_posterior(w, transition, terms_train, given),
+                             f"the posterior at EM step {step}")
         names.append("transition (estimated, exponent 1)")
     info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}
     info["transition"] = np.round(transition, 4).tolist()
+    info["transition_matrix"] = transition          # full precision; popped by purify()
     return q, info, (w, transition)

@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from .batches import FeatureStore, make_partition, release_freed_memory
 from .config import Config, load_config
 from .eac import AuxiliaryClassifier, exchange
-from .errors import InputError
+from .errors import InputError, check_finite
 from .numerics import RowAdam, safe_log
+from .scaling import FeatureScaling, fit_feature_scaling
 from .validation import check_meta_covers_classes
 from .ipc import BatchFactor, WhitenedBatches, factor_gram, meta_folds, meta_view_weights
 
@@ -46,10 +47,17 @@ class PurifyResult:
     n_views: int = 1
     device: str = "cpu"
     notes: dict = field(default_factory=dict)
+    transition_matrix: Optional[np.ndarray] = None  # (C, C) float64 final T[true, given], or None
+    compute_dtype: str = "float32"                  # dtype the large products ran in
+    feature_scaling: Optional[FeatureScaling] = None  # the map applied to every feature row
 
     def eac_predict_proba(self, features) -> np.ndarray:
-        """Class probabilities of the views' auxiliary classifiers, averaged (rows x C)."""
-        X = torch.as_tensor(np.asarray(features, dtype=np.float32))
+        """Class probabilities of the views' auxiliary classifiers, averaged (rows x C).
+
+        ``features`` (rows x d, in the caller's units) are scaled as the training rows were.
+        """
+        X = np.asarray(features)
+        X = torch.as_tensor(X.astype(np.float32) if self.feature_scaling is None else self.feature_scaling.apply(X))
         z = X @ torch.from_numpy(self.eac_weight) + torch.from_numpy(self.eac_bias)
         C = self.soft_labels.shape[1]
         return torch.softmax(z.view(len(X), self.n_views, C), -1).mean(1).numpy()
@@ -123,7 +131,8 @@ def _as_labels(labels, name, n_rows, n_classes):
 def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[Config] = None, *,
            n_classes: Optional[int] = None, meta_noisy_labels=None, true_labels=None,
            device: str = "auto", progress: bool = True, checkpoint: Optional[dict] = None,
-           on_epoch_end: Optional[Callable] = None) -> PurifyResult:
+           on_epoch_end: Optional[Callable] = None,
+           feature_scaling: Optional[FeatureScaling] = None) -> PurifyResult:
     """Purify noisy labels with DMLP (IPC + EAC) and return the corrected labels.
 
     Parameters
@@ -152,12 +161,22 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     checkpoint, on_epoch_end
         Resume from a state saved by ``on_epoch_end(epoch, state_fn)``; ``state_fn()`` returns
         the dict to save.  Used by the CLI's ``--resume``.
+    feature_scaling : FeatureScaling, optional
+        The map from the features' units to the method's (``dmlp.scaling``); default: fitted on
+        ``features`` with ``config.feature_scaling``.  Applied to ``meta_features`` alike.
 
     Returns
     -------
     PurifyResult
         ``labels`` (N,) int64, ``soft_labels`` (N, C), ``label_quality`` (N,) (probability that
         the given label is correct), ``n_changed``, per-epoch ``history`` and ``timings``.
+
+    Raises
+    ------
+    InputError
+        Inputs of the wrong shape, labels outside ``0..C-1``, a class without a meta row.
+    NonFiniteError
+        A stage produced NaN or infinite values (named in the message); nothing is returned.
 
     Examples
     --------
@@ -178,6 +197,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     noisy_np = _as_labels(noisy_np, "noisy_labels", N, C)
     meta_y_np = _as_labels(meta_labels, "meta_labels", meta_features.shape[0], C)
     check_meta_covers_classes(meta_y_np, C)
+    scaling = feature_scaling or fit_feature_scaling(features, method=cfg.feature_scaling,
+                                                     name="features", progress=progress)
     V = int(cfg.views)
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -185,8 +206,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     # --- setup: partition, features, cached factorisations --------------------------------
     order, batches = make_partition(N, cfg.batch_size, cfg.seed)
     compute = resolve_compute_dtype(cfg.compute_dtype, dev)   # of the large products
-    store = FeatureStore(features, order, batches, dev, cfg.resident_limit_gb, compute)
-    meta_X = torch.as_tensor(np.asarray(meta_features, dtype=np.float32), device=dev)
+    store = FeatureStore(features, order, batches, dev, cfg.resident_limit_gb, compute, scaling)
+    meta_X = torch.as_tensor(scaling.apply(np.asarray(meta_features)), device=dev)
     meta_y = torch.as_tensor(meta_y_np, device=dev)
     meta_onehot = torch.nn.functional.one_hot(meta_y, C).float()
     balance = slice(0, cfg.balance_rows) if cfg.balance_rows > 0 else slice(None)
@@ -284,15 +305,17 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
             for rows in batches:
                 prediction = eac.predict_proba(store.rows(rows))            # V x b x C
                 if posterior:
-                    # the other view's posterior of the true class given x and the given label
-                    prediction = prediction * transition[:, given[rows]].T
-                    prediction = prediction / prediction.sum(-1, keepdim=True)
+                    # the other view's posterior of the true class given x and the given label,
+                    # formed in log space: a product of small probabilities must not underflow
+                    log_q = prediction.clamp_min(1e-30).log() + transition[:, given[rows]].T.clamp_min(1e-30).log()
+                    prediction = torch.softmax(log_q, -1)
                     if soft_counts is not None:
                         soft_counts.index_add_(1, given[rows], prediction.mean(0).T)
                 exchange(labels[rows], prediction, cfg.relabel_momentum)
             if soft_counts is not None:
                 T_new = soft_counts + meta_counts + cfg.transition_smoothing
-                transition = T_new / T_new.sum(1, keepdim=True)
+                transition = check_finite(T_new / T_new.sum(1, keepdim=True),
+                                          f"transition EM at the exchange after epoch {epoch + 1}")
             timings["eac"] += time.perf_counter() - t
         record = {"epoch": epoch + 1, "meta_loss": epoch_loss / len(batches)}
         if truth is not None:
@@ -317,6 +340,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     inverse[order] = np.arange(N)
     soft_np = np.asarray(soft.float().cpu().numpy() if torch.is_tensor(soft) else soft, dtype=np.float64)[inverse]
     soft_np /= soft_np.sum(1, keepdims=True)
+    check_finite(soft_np, "the final decision (soft labels)")
     purified = soft_np.argmax(1).astype(np.int64)
     quality = soft_np[np.arange(N), noisy_np].astype(np.float32)
     timings["total"] = time.perf_counter() - t0
@@ -325,7 +349,17 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         n_changed=int((purified != noisy_np).sum()), history=history, timings=timings,
         eac_weight=None if eac is None else eac.weight.detach().cpu().numpy(),
         eac_bias=None if eac is None else eac.bias.detach().cpu().numpy(),
-        n_views=V, device=str(dev), notes=notes)
+        n_views=V, device=str(dev), notes=notes,
+        transition_matrix=_final_transition(notes, transition),
+        compute_dtype=str(compute).replace("torch.", ""), feature_scaling=scaling)
+
+
+def _final_transition(notes: dict, transition) -> Optional[np.ndarray]:
+    """The final T[true, given] (C x C float64): the decision's, else the loop's, else None."""
+    T = notes.pop("transition_matrix", None)
+    if T is None and transition is not None:
+        T = transition.double().cpu().numpy()
+    return None if T is None else check_finite(np.asarray(T, dtype=np.float64), "the transition matrix")
 
 
 def _meta_ridge_proba(store, meta_X, meta_onehot, ridge):

@@ -206,7 +206,11 @@ def _select_meta(args, cfg, data) -> MetaSet:
         what += " (labels from correctlabels.npy)"
     elif args.meta == "auto":
         size = args.meta_size or max(cfg.n_classes or C, int(round(cfg.auto_meta_fraction * N)))
-        idx = auto_meta_indices(_Subset(data.train_features, np.arange(N)), data.noisy_labels, C, size, cfg.seed)
+        from .scaling import fit_feature_scaling
+        everything = _Subset(data.train_features, np.arange(N))
+        idx = auto_meta_indices(everything, data.noisy_labels, C, size, cfg.seed,
+                                scaling=fit_feature_scaling(everything, method=cfg.feature_scaling,
+                                                            name="trainfeatures.npy"))
         check_meta_labels(data.noisy_labels[idx], C, "--meta auto")
         return MetaSet(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
                        f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
@@ -326,12 +330,14 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
                          "--config, or use a config for this data")
     cfg = cfg.replace(n_classes=data.n_classes)          # the resolved config, as summary.json records it
     meta = _select_meta(args, cfg, data)
-    from .purify import purify, resolve_device          # torch: only once the data are known good
+    from .purify import native_bf16_cpu, purify, resolve_compute_dtype, resolve_device
+    from .scaling import fit_feature_scaling             # torch: only once the data are known good
     try:
         device = resolve_device(args.device)
     except InputError as exc:                            # the library names the argument, we the flag
         raise InputError(str(exc).replace(f"device={args.device!r}", f"--device {args.device}", 1)
                          .replace("(use 'cpu' or 'auto')", "(use --device cpu or auto)")) from None
+    compute_dtype = str(resolve_compute_dtype(cfg.compute_dtype, device)).replace("torch.", "")
 
     N = data.train_features.shape[0]
     keep = np.ones(N, dtype=bool)
@@ -342,11 +348,14 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     if truth is not None and not (truth >= 0).any():
         truth = None                                     # no known true label among the purified rows
     n_batches = max(1, -(-len(rows) // max(1, cfg.batch_size)))
-    gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed)
+    scaling = fit_feature_scaling(features, method=cfg.feature_scaling, name="trainfeatures.npy",
+                                  progress=not args.quiet)
+    gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed,
+                             scaling=scaling)
 
     out = Path(args.out).absolute() if args.out else default_out
     meta_spec = (args.meta_index, args.meta, args.meta_size)
-    fingerprint = _fingerprint(cfg, data, meta_spec, args.meta_index)
+    fingerprint = _fingerprint(cfg, data, (meta_spec, compute_dtype, native_bf16_cpu()), args.meta_index)
     checkpoint, complete = _check_out(out, fingerprint, args.overwrite, args.resume)
     if args.resume and complete:
         print(f"DMLP: nothing to resume, {out}/ already holds the complete results of this run")
@@ -357,14 +366,14 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         log.warning("%s", gram_note)
     try:
         return _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint,
-                    checkpoint, device, purify, t0, phase)
+                    checkpoint, device, purify, t0, phase, scaling)
     except BaseException:
         _remove_empty(created)      # a run that failed before writing anything leaves no folder
         raise
 
 
 def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint, checkpoint,
-         device, purify, t0, phase) -> int:
+         device, purify, t0, phase, scaling) -> int:
     N = data.train_features.shape[0]
 
     def on_epoch_end(epoch, state):
@@ -378,7 +387,7 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
                     n_classes=data.n_classes, meta_noisy_labels=meta.noisy_labels,
                     true_labels=truth if known is not None and known.all() else None,
                     device=str(device), progress=not args.quiet, checkpoint=checkpoint,
-                    on_epoch_end=on_epoch_end)
+                    on_epoch_end=on_epoch_end, feature_scaling=scaling)
 
     # assemble full-length outputs: meta rows keep their clean labels
     C = data.n_classes
@@ -395,7 +404,9 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
         "fingerprint": fingerprint, "data": str(data_dir), "config_name": cfg.name,
         "n_train": int(N), "n_purified": int(len(rows)), "n_meta": int(len(meta.labels)),
         "meta_source": meta.source, "n_classes": int(C), "n_changed": int(result.n_changed),
-        "device": result.device, "timings": {k: round(v, 3) for k, v in result.timings.items()},
+        "device": result.device, "compute_dtype": result.compute_dtype,
+        "cpu_native_bf16": _native_bf16(), "feature_scaling": result.feature_scaling.summary(),
+        "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
         "features_in_ram": bool(len(rows) * data.train_features.shape[1] * 4 <= cfg.resident_limit_gb * 2 ** 30),
         **_noise_estimate(result),
@@ -408,14 +419,14 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
             "label_accuracy_after": accuracy(after, true),
             "per_class_accuracy_after": per_class_accuracy(after, true, C),
             "soft_label_ece": expected_calibration_error(result.soft_labels[known], true),
-            "label_quality_auc": roc_auc(-result.label_quality[known], given != true),
+            # undefined (null) when every given label is right, or every one wrong
+            "label_quality_auc": _defined(roc_auc(-result.label_quality[known], given != true)),
         })
     if data.test_labels is not None and result.eac_weight is not None:
         summary["test_accuracy"] = accuracy(_predict_test(result, data.test_features, args.quiet),
                                             data.test_labels)
 
-    # summary.json marks a complete set of outputs: drop the old one first, write the new one
-    # last, so a run killed in between leaves whole files but no claim that they belong together
+    _check_finite_summary(summary)                      # before anything is written
     phase(f"writing the outputs to {out}")
 
     # summary.json marks a complete set of outputs: drop the old one first, write the new one
@@ -450,6 +461,29 @@ def _noise_estimate(result) -> dict:
             "estimated_noise_rate": float(1.0 - np.mean(result.label_quality, dtype=np.float64))}
 
 
+def _defined(value: float):
+    """``value``, or None where the figure is undefined (NaN)."""
+    return None if value is None or not np.isfinite(value) else value
+
+
+def _native_bf16() -> bool:
+    from .purify import native_bf16_cpu
+    return native_bf16_cpu()
+
+
+def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
+    """Raise :class:`NonFiniteError` naming the first key of ``summary`` holding NaN or inf."""
+    from .errors import NonFiniteError
+    if isinstance(summary, dict):
+        for key, value in summary.items():
+            _check_finite_summary(value, f"{where}: {key}")
+    elif isinstance(summary, (list, tuple)):
+        for value in summary:
+            _check_finite_summary(value, where)
+    elif isinstance(summary, float) and not np.isfinite(summary):
+        raise NonFiniteError(f"{where} would hold a non-finite value ({summary}); nothing written")
+
+
 def _predict_test(result, test_features, quiet: bool, block: int = 8192) -> np.ndarray:
     """The EAC classifier's test-set predictions, read from the file block by block."""
     from tqdm import tqdm
@@ -469,7 +503,8 @@ def _print_summary(s, out):
             f" on the {s['n_truth_known']} of {s['n_purified']} purified rows whose true label is known"
         lines.append(f"  label accuracy{rows} {100 * s['label_accuracy_before']:.2f} % -> "
                      f"{100 * s['label_accuracy_after']:.2f} % (soft-label ECE {s['soft_label_ece']:.3f}, "
-                     f"wrong-label AUC {s['label_quality_auc']:.3f})")
+                     "wrong-label AUC " + ("undefined" if s["label_quality_auc"] is None
+                                           else f"{s['label_quality_auc']:.3f}") + ")")
     else:
         lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
                      "(no ground truth for these rows: nothing to measure against)")

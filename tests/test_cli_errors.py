@@ -254,7 +254,7 @@ CASES = [
     ("NaN in features", _features_nan, "trainfeatures.npy: contains NaN or infinite values (first at row 7)"),
     ("inf in features", _features_inf, "trainfeatures.npy: contains NaN or infinite values (first at row 11)"),
     ("integer features", _features_int, "trainfeatures.npy: features must be float16/float32/float64"),
-    ("all-zero features", _features_zero, "trainfeatures.npy: the training features are all zero"),
+    ("all-zero features", _features_zero, "trainfeatures.npy: every row has the same features"),
     ("truncated .npy", _truncated, "trainfeatures.npy: truncated file"),
     ("not a .npy file (CSV text)", _not_npy, "trainfeatures.npy: not a valid .npy file"),
     ("empty file", _empty_file, "trainlabels.npy: not a valid .npy file"),

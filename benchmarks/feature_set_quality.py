@@ -1,0 +1,61 @@
+"""Label quality of DMLP and the baselines on several feature sets, side by side.
+
+    python scripts/benchmark.py --feature-sets projected=DIR,raw=DIR,c100=DIR [--settings ...]
+
+Each feature set is a folder with ``trainfeatures.npy`` and ``correctlabels.npy`` (and
+``superclass.npy`` for a 100-class set, whose ``asym`` setting then flips a row to the next fine
+class of its superclass).  Every method reads the features after the same centring and RMS
+scaling (``dmlp.scaling``, "rms"): DMLP applies it itself, and the baselines are given it so
+that none is judged on the units of the features.  One seed, no ablations, no probe: the full
+per-setting detail of one feature set is the ordinary ``--quality`` part.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+from benchmarks.harness import (DMLP_AUTO, DMLP_DEFAULT, DMLP_PAPER, NOISY, load_cifar, log, md_table,
+                                run_quality)
+
+
+def parse_feature_sets(text: str) -> Dict[str, str]:
+    """``"a=DIR,b=DIR"`` -> ``{"a": "DIR", "b": "DIR"}`` (order kept)."""
+    from dmlp.errors import InputError
+    sets = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise InputError(f"--feature-sets: expected NAME=DIR[,NAME=DIR...], got {item!r}")
+        sets[name] = folder
+    return sets
+
+
+def run_feature_sets(feature_sets: Dict[str, str], settings_of: Dict[str, Sequence[str]], *,
+                     meta_size: int = 1000, noise_seed: int = 0, epochs=None) -> List[dict]:
+    """Quality rows of every feature set (each row gains a ``feature_set`` key)."""
+    from dmlp.scaling import fit_feature_scaling
+    rows = []
+    for name, folder in feature_sets.items():
+        data = load_cifar(folder)
+        data.X = fit_feature_scaling(data.X, method="rms").apply(data.X)
+        log(f"feature set {name}: {data.X.shape[0]} x {data.X.shape[1]}, {data.n_classes} classes")
+        found, _ = run_quality(data, settings_of[name], noise_seed=noise_seed, meta_size=meta_size,
+                               dmlp_seeds=[0], ablations=False, epochs=epochs)
+        rows += [dict(r, feature_set=name, dims=data.X.shape[1], classes=data.n_classes) for r in found]
+    return rows
+
+
+def feature_set_table(rows: List[dict]) -> str:
+    """One Markdown table: a row per (feature set, setting), a column per method."""
+    methods = [NOISY] + [m for m in dict.fromkeys(r["method"] for r in rows)
+                         if m not in (NOISY, DMLP_DEFAULT, DMLP_PAPER, DMLP_AUTO)] + [DMLP_AUTO, DMLP_PAPER, DMLP_DEFAULT]
+    methods = [m for m in methods if any(r["method"] == m for r in rows)]
+    keys = list(dict.fromkeys((r["feature_set"], r["setting"]) for r in rows))
+    table = []
+    for fs, setting in keys:
+        cells = {r["method"]: r for r in rows if r["feature_set"] == fs and r["setting"] == setting}
+        best = max((cells[m]["label_accuracy"] for m in methods
+                    if m in cells and m not in (NOISY, DMLP_DEFAULT, DMLP_PAPER, DMLP_AUTO)), default=float("nan"))
+        line = [fs, setting] + [f"{100 * cells[m]['label_accuracy']:.2f}" if m in cells else "–" for m in methods]
+        default = cells.get(DMLP_DEFAULT, {}).get("label_accuracy", float("nan"))
+        table.append(line + [f"{100 * (default - best):+.2f}"])
+    return md_table(["feature set", "setting", *methods, "default − best baseline"], table)
