@@ -2,12 +2,15 @@
 
     python scripts/benchmark.py --feature-sets projected=DIR,raw=DIR,c100=DIR [--settings ...]
 
+The first feature set's default row is the mean of ``--dmlp-seeds`` (shown ``mean ± sd``); the
+other sets and the other DMLP rows use the first of those seeds.
+
 Each feature set is a folder with ``trainfeatures.npy`` and ``correctlabels.npy`` (and
 ``superclass.npy`` for a 100-class set, whose ``asym`` setting then flips a row to the next fine
 class of its superclass).  Every method reads the features after the same centring and RMS
 scaling (``dmlp.scaling``, "rms"): DMLP applies it itself, and the baselines are given it so
-that none is judged on the units of the features.  One seed, no ablations, no probe: the full
-per-setting detail of one feature set is the ordinary ``--quality`` part.
+that none is judged on the units of the features.  No ablations, no probe: the full per-setting
+detail of one feature set is the ordinary ``--quality`` part.
 """
 from __future__ import annotations
 
@@ -30,8 +33,12 @@ def parse_feature_sets(text: str) -> Dict[str, str]:
 
 
 def run_feature_sets(feature_sets: Dict[str, str], settings_of: Dict[str, Sequence[str]], *,
-                     meta_size: int = 1000, noise_seed: int = 0, epochs=None) -> List[dict]:
-    """Quality rows of every feature set (each row gains a ``feature_set`` key)."""
+                     meta_size: int = 1000, noise_seed: int = 0, epochs=None,
+                     dmlp_seeds: Sequence[int] = (0,)) -> List[dict]:
+    """Quality rows of every feature set (each row gains a ``feature_set`` key).
+
+    ``dmlp_seeds``: the config seeds of the DMLP default rows (their mean and sd are reported).
+    """
     from dmlp.scaling import fit_feature_scaling
     rows = []
     for name, folder in feature_sets.items():
@@ -39,7 +46,7 @@ def run_feature_sets(feature_sets: Dict[str, str], settings_of: Dict[str, Sequen
         data.X = fit_feature_scaling(data.X, method="rms").apply(data.X)
         log(f"feature set {name}: {data.X.shape[0]} x {data.X.shape[1]}, {data.n_classes} classes")
         found, _ = run_quality(data, settings_of[name], noise_seed=noise_seed, meta_size=meta_size,
-                               dmlp_seeds=[0], ablations=False, epochs=epochs)
+                               dmlp_seeds=list(dmlp_seeds), ablations=False, epochs=epochs)
         rows += [dict(r, feature_set=name, dims=data.X.shape[1], classes=data.n_classes) for r in found]
     return rows
 
@@ -55,7 +62,14 @@ def feature_set_table(rows: List[dict]) -> str:
         cells = {r["method"]: r for r in rows if r["feature_set"] == fs and r["setting"] == setting}
         best = max((cells[m]["label_accuracy"] for m in methods
                     if m in cells and m not in (NOISY, DMLP_DEFAULT, DMLP_PAPER, DMLP_AUTO)), default=float("nan"))
-        line = [fs, setting] + [f"{100 * cells[m]['label_accuracy']:.2f}" if m in cells else "–" for m in methods]
+        line = [fs, setting] + [_cell(cells[m]) if m in cells else "–" for m in methods]
         default = cells.get(DMLP_DEFAULT, {}).get("label_accuracy", float("nan"))
         table.append(line + [f"{100 * (default - best):+.2f}"])
     return md_table(["feature set", "setting", *methods, "default − best baseline"], table)
+
+
+def _cell(row: dict) -> str:
+    """``"93.58"``, or ``"93.58 ± 0.04"`` for a row averaged over several seeds."""
+    sd = row.get("label_accuracy_std", float("nan"))
+    text = f"{100 * row['label_accuracy']:.2f}"
+    return text if sd != sd else f"{text} ± {100 * sd:.2f}"

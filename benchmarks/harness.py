@@ -851,7 +851,7 @@ def build_parser() -> "ArgumentParser":
     p.add_argument("--scale-sizes", choices=sorted(SCALE_SIZES), default="full",
                    help="full (1M x 2048), small (20k rows, quick check) or tiny (tests)")
     p.add_argument("--feature-sets", default=None, metavar="NAME=DIR,...",
-                   help="quality of every method on several feature sets, one table (1 seed, no "
+                   help="quality of every method on several feature sets, one table (the first set: --dmlp-seeds; no "
                         "ablations); --settings applies to each (a 100-class set skips sym90)")
     p.add_argument("--out-dir", default=None, help="where benchmarks.md, the CSVs and the plot go "
                    "(default docs/; with --quick runs/benchmark-quick/)")
@@ -866,10 +866,14 @@ def _feature_sets_main(args, argv) -> int:
     chosen = [x.strip() for x in (args.settings or ",".join(SETTINGS)).split(",") if x.strip()]
     settings_of = {name: [x for x in chosen if not (x == "sym90" and (Path(folder) / "superclass.npy").exists())]
                    for name, folder in sets.items()}
+    seeds = [int(s) for s in args.dmlp_seeds.split(",") if s.strip()]
+    if not seeds:
+        raise InputError("--dmlp-seeds: give at least one seed")
     rows = []
-    for name, folder in sets.items():         # the table so far is written after every set
+    for i, (name, folder) in enumerate(sets.items()):   # the table so far is written after every set
         rows += run_feature_sets({name: folder}, settings_of, meta_size=args.meta_size,
-                                 noise_seed=args.seed, epochs=args.epochs)
+                                 noise_seed=args.seed, epochs=args.epochs,
+                                 dmlp_seeds=seeds if i == 0 else seeds[:1])
         _write_feature_sets(args, argv, rows)
     return 0
 
