@@ -899,7 +899,7 @@ def main(argv=None) -> int:
     if args.feature_sets:
         return _feature_sets_main(args, argv)
     from dmlp.baselines import ALL_BASELINES
-    from dmlp.purify import resolve_device
+    from dmlp.device import resolve_device
     device = str(resolve_device(args.device))
     quality = args.quality or args.all or args.quick or not (args.speed or args.scale)
     speed = args.speed or args.all or args.quick

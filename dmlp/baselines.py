@@ -38,7 +38,7 @@ import torch
 
 from .errors import InputError
 from .graph import knn_weights, normalised_affinity, propagate
-from .posterior import estimate_transition, given_label_posterior
+from .transition import estimate_transition, given_label_posterior
 
 __all__ = [
     "BaselineResult", "KnnGraph", "MissingDependencyError", "cosine_knn", "knn_vote",

@@ -103,6 +103,35 @@ class Config:
     # --- meta set without clean labels (--meta auto) --------------------------------------
     auto_meta_fraction: float = 0.02  # fraction of rows chosen as the confident meta set
 
+    # --- the same values grouped per component: what each kernel is given -----------------
+    @property
+    def run_settings(self) -> "RunSettings":
+        return _group(self, RunSettings)
+
+    @property
+    def ipc_params(self) -> "IPCParams":
+        return _group(self, IPCParams)
+
+    @property
+    def eac_params(self) -> "EACParams":
+        return _group(self, EACParams)
+
+    @property
+    def exchange_params(self) -> "ExchangeParams":
+        return _group(self, ExchangeParams)
+
+    @property
+    def graph_params(self) -> "GraphParams":
+        return _group(self, GraphParams)
+
+    @property
+    def decision_params(self) -> "DecisionParams":
+        return _group(self, DecisionParams)
+
+    @property
+    def transition_params(self) -> "TransitionParams":
+        return _group(self, TransitionParams)
+
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **_coerce(changes, source="override"))
 
@@ -110,6 +139,112 @@ class Config:
         out = dataclasses.asdict(self)
         out["label_betas"] = list(self.label_betas)
         return out
+
+
+# --- hyper-parameters per component --------------------------------------------------------
+# Each group names its fields as the component does; ``_KEYS`` maps them to the flat keys of the
+# TOML files (and of :class:`Config`), which users write unchanged.
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run is carried out (not the method): epochs, partition, views, seed, memory, dtype."""
+    epochs: int
+    batch_size: int
+    views: int
+    seed: int
+    resident_limit_gb: float
+    compute_dtype: str
+    feature_scaling: str
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class IPCParams:
+    """IPC: the closed-form estimator, the meta objective's weights, the labels' Adam."""
+    ridge: float
+    lr: float
+    betas: tuple
+    weight_decay: float
+    update_all_rows: bool
+    ce_weight: float
+    mse_weight: float
+    mse_reduction: str
+    balance_weight: float
+    balance_rows: int
+
+
+@dataclass(frozen=True)
+class EACParams:
+    """EAC: the auxiliary classifier's loss terms and its Adam schedule."""
+    enabled: bool
+    lr: float
+    lr_decay_epoch: int
+    lr_decay: float
+    confidence_penalty: float
+    balance_weight: float
+    double_softmax: bool
+    forward_correction: bool
+    meta_weight: float
+    refit_fraction: float
+
+
+@dataclass(frozen=True)
+class ExchangeParams:
+    """The EMA exchange of the views' labels through EAC's predictions."""
+    every: int
+    momentum: float
+    posterior: bool
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """The kNN feature graph of the final decision and its label propagation."""
+    k: int
+    power: float
+    dims: int
+    candidates: int
+    alpha: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """The final decision: its rule, and whether the views judge disjoint meta folds."""
+    rule: str
+    cross_fit_meta: bool
+
+
+@dataclass(frozen=True)
+class TransitionParams:
+    """The noise-transition matrix T[true, given]: smoothing of its counts, EM steps."""
+    smoothing: float
+    em_steps: int
+
+
+_KEYS = {
+    RunSettings: {f: f for f in ("epochs", "batch_size", "views", "seed", "resident_limit_gb",
+                                 "compute_dtype", "feature_scaling", "checkpoint_every")},
+    IPCParams: {"ridge": "ridge", "lr": "label_lr", "betas": "label_betas",
+                "weight_decay": "label_weight_decay", "update_all_rows": "label_update_all_rows",
+                "ce_weight": "meta_ce_weight", "mse_weight": "meta_mse_weight",
+                "mse_reduction": "meta_mse_reduction", "balance_weight": "meta_balance_weight",
+                "balance_rows": "balance_rows"},
+    EACParams: {"enabled": "eac", "lr": "eac_lr", "lr_decay_epoch": "eac_lr_decay_epoch",
+                "lr_decay": "eac_lr_decay", "confidence_penalty": "eac_confidence_penalty",
+                "balance_weight": "eac_balance_weight", "double_softmax": "eac_double_softmax",
+                "forward_correction": "eac_forward_correction", "meta_weight": "eac_meta_weight",
+                "refit_fraction": "eac_refit_fraction"},
+    ExchangeParams: {"every": "relabel_every", "momentum": "relabel_momentum",
+                     "posterior": "relabel_posterior"},
+    GraphParams: {"k": "graph_k", "power": "graph_power", "dims": "graph_dims",
+                  "candidates": "graph_candidates", "alpha": "graph_alpha", "steps": "graph_steps"},
+    DecisionParams: {"rule": "final_decision", "cross_fit_meta": "cross_fit_meta"},
+    TransitionParams: {"smoothing": "transition_smoothing", "em_steps": "transition_em_steps"},
+}
+
+
+def _group(config: Config, group: type):
+    return group(**{name: getattr(config, key) for name, key in _KEYS[group].items()})
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}

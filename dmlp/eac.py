@@ -16,7 +16,7 @@ exponential moving average (:func:`exchange`).
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,45 +24,70 @@ import torch.nn.functional as F
 from .numerics import PROB_FLOOR, RowAdam, balance_kl_grad, class_balance_kl, softmax_backward, softmax_rows
 
 
+class LabelledRows(NamedTuple):
+    """Clean rows EAC also fits (the meta set, ``eac_meta_weight``)."""
+    features: torch.Tensor      # (M, d), in the classifier's compute dtype
+    labels: torch.Tensor        # (M,) int64
+    weights: torch.Tensor       # (V, M): each view's row weights (dmlp.ipc.meta_view_weights)
+
+
 class AuxiliaryClassifier:
     """Stacked linear classifiers (one per view) with their Adam optimiser.
+
+    Parameters
+    ----------
+    n_features, n_classes, n_views : int
+        d, C and V: the weight is d x (V*C).
+    params : EACParams
+        The loss terms and the learning-rate schedule (:class:`dmlp.config.EACParams`).
+    generator : torch.Generator
+        Seeds the initialisation (that of ``nn.Linear``).
+    device, dtype
+        Of the weights and the optimiser's moments.
+    compute_dtype : torch.dtype
+        Of the batch products (bfloat16 on CPUs that multiply it natively).
 
     :meth:`loss` is the objective written with autograd (the reference the tests check);
     :meth:`step` takes one Adam step with the same gradient written out by hand, and with the
     batch products in ``compute_dtype`` (bfloat16 on CPUs that multiply it natively).
     """
 
-    def __init__(self, n_features: int, n_classes: int, n_views: int, cfg,
+    def __init__(self, n_features: int, n_classes: int, n_views: int, params,
                  generator: torch.Generator, device="cpu", dtype=torch.float32,
                  compute_dtype=torch.float32):
-        self.C, self.V, self.cfg, self.compute_dtype = n_classes, n_views, cfg, compute_dtype
+        self.C, self.V, self.params, self.compute_dtype = n_classes, n_views, params, compute_dtype
         bound = 1.0 / math.sqrt(n_features)  # nn.Linear's default initialisation
         w = (torch.rand(n_features, n_views * n_classes, generator=generator, dtype=torch.float64) * 2 - 1) * bound
         b = (torch.rand(n_views * n_classes, generator=generator, dtype=torch.float64) * 2 - 1) * bound
         self.weight = w.to(device=device, dtype=dtype)
         self.bias = b.to(device=device, dtype=dtype)
         # Adam as torch.optim.Adam (betas 0.9/0.999, eps 1e-8, no decay), without its import cost
-        self.adam_weight = RowAdam(n_features, n_views * n_classes, cfg.eac_lr, (0.9, 0.999), 0.0, dtype, device)
-        self.adam_bias = RowAdam(1, n_views * n_classes, cfg.eac_lr, (0.9, 0.999), 0.0, dtype, device)
+        self.adam_weight = RowAdam(n_features, n_views * n_classes, params.lr, (0.9, 0.999), 0.0, dtype, device)
+        self.adam_bias = RowAdam(1, n_views * n_classes, params.lr, (0.9, 0.999), 0.0, dtype, device)
 
     def logits(self, X: torch.Tensor) -> torch.Tensor:
         """V x rows x C logits."""
         z = torch.addmm(self.bias, X.to(self.weight.dtype), self.weight)
         return z.view(X.shape[0], self.V, self.C).transpose(0, 1)
 
+    def restart_lr(self) -> None:
+        """Back to the initial learning rate (the refit of the final decision starts there)."""
+        self.adam_weight.lr = self.adam_bias.lr = self.params.lr
+
     def set_epoch(self, epoch: int) -> None:
-        lr = self.cfg.eac_lr * (self.cfg.eac_lr_decay if epoch >= self.cfg.eac_lr_decay_epoch else 1.0)
+        """The learning rate of ``epoch``: decayed from ``lr_decay_epoch`` on."""
+        lr = self.params.lr * (self.params.lr_decay if epoch >= self.params.lr_decay_epoch else 1.0)
         self.adam_weight.lr = self.adam_bias.lr = lr
 
     def loss(self, X: torch.Tensor, targets: torch.Tensor,
              transition: Optional[torch.Tensor] = None,
              meta: Optional[tuple] = None, weight=None, bias=None) -> torch.Tensor:
         """Loss on a batch (autograd reference); ``targets`` is V x rows (class indices per view)."""
-        cfg = self.cfg
+        params = self.params
         weight = self.weight if weight is None else weight
         bias = self.bias if bias is None else bias
         z = torch.addmm(bias, X, weight).view(X.shape[0], self.V, self.C).transpose(0, 1)   # V x b x C
-        if cfg.eac_double_softmax:                               # the script: Linear -> Softmax -> CE
+        if params.double_softmax:                               # the script: Linear -> Softmax -> CE
             z = F.softmax(z, dim=-1)
         log_p = F.log_softmax(z, dim=-1)
         if transition is not None:
@@ -74,17 +99,17 @@ class AuxiliaryClassifier:
             loss = -(targets.to(log_p_fit.dtype) * log_p_fit).sum() / X.shape[0]
         else:
             loss = F.nll_loss(log_p_fit.reshape(-1, self.C), targets.reshape(-1), reduction="sum") / X.shape[0]
-        if cfg.eac_confidence_penalty:
+        if params.confidence_penalty:
             entropy = -(log_p.exp() * log_p).sum(-1).mean(-1).sum()
-            loss = loss - cfg.eac_confidence_penalty * entropy
-        if cfg.eac_balance_weight:
-            loss = loss + cfg.eac_balance_weight * class_balance_kl(z)
-        if meta is not None and cfg.eac_meta_weight:
+            loss = loss - params.confidence_penalty * entropy
+        if params.balance_weight:
+            loss = loss + params.balance_weight * class_balance_kl(z)
+        if meta is not None and params.meta_weight:
             meta_X, meta_y, meta_weights = meta                  # weights V x M, see ipc.meta_view_weights
             zm = torch.addmm(bias, meta_X.to(weight.dtype), weight).view(len(meta_X), self.V, self.C).transpose(0, 1)
             log_pm = F.log_softmax(zm, dim=-1)                   # V x M x C
             ce = -log_pm.gather(-1, meta_y.view(1, -1, 1).expand(self.V, -1, 1)).squeeze(-1)
-            loss = loss + cfg.eac_meta_weight * (meta_weights * ce).sum()
+            loss = loss + params.meta_weight * (meta_weights * ce).sum()
         return loss
 
     def _logit_grad(self, z, targets, transition):
@@ -93,7 +118,7 @@ class AuxiliaryClassifier:
         ``z`` is class-major, V x C x b (the class reductions then run along contiguous rows),
         ``targets`` V x b class indices, or b x C soft targets shared by the views.
         """
-        cfg = self.cfg
+        params = self.params
         b = z.shape[-1]
         p, logp = softmax_rows(z, dim=1)
         soft = targets.is_floating_point()
@@ -112,9 +137,9 @@ class AuxiliaryClassifier:
         else:
             loss = -logp.gather(1, targets.unsqueeze(1)).sum() / b
             G = None
-        if cfg.eac_balance_weight:
-            kl, g_bal = balance_kl_grad(p, cfg.eac_balance_weight, class_dim=1, row_dim=2)
-            loss = loss + cfg.eac_balance_weight * kl
+        if params.balance_weight:
+            kl, g_bal = balance_kl_grad(p, params.balance_weight, class_dim=1, row_dim=2)
+            loss = loss + params.balance_weight * kl
             G = g_bal if G is None else G.add_(g_bal)
         dz = softmax_backward(p, G, dim=1) if G is not None else torch.zeros_like(p)
         if soft:                                                     # cross-entropy: (p sum(t) - t) / b
@@ -122,16 +147,16 @@ class AuxiliaryClassifier:
         elif transition is None:
             dz += p / b
             dz.scatter_add_(1, targets.unsqueeze(1), torch.full((self.V, 1, b), -1.0 / b, dtype=z.dtype, device=z.device))
-        if cfg.eac_confidence_penalty:
+        if params.confidence_penalty:
             entropy = -(p * logp).sum(1, keepdim=True)              # V x 1 x b
-            loss = loss - cfg.eac_confidence_penalty * entropy.sum() / b
-            dz += (cfg.eac_confidence_penalty / b) * p * (logp + entropy)
+            loss = loss - params.confidence_penalty * entropy.sum() / b
+            dz += (params.confidence_penalty / b) * p * (logp + entropy)
         return loss, dz
 
     def gradients(self, X, targets, transition=None, meta=None):
         """``(loss, d loss / d weight, d loss / d bias)`` of :meth:`loss`, written out by hand."""
-        cfg = self.cfg
-        if cfg.eac_double_softmax:       # the script's accident: kept on the autograd path
+        params = self.params
+        if params.double_softmax:       # the script's accident: kept on the autograd path
             w = self.weight.clone().requires_grad_(True)
             bias = self.bias.clone().requires_grad_(True)
             loss = self.loss(X.to(w.dtype), targets, transition, meta, w, bias)
@@ -145,7 +170,7 @@ class AuxiliaryClassifier:
         dz = dz.view(-1, b)
         gw = (dz.to(Xc.dtype) @ Xc).to(self.weight.dtype).T
         gb = dz.sum(1)
-        if meta is not None and cfg.eac_meta_weight:
+        if meta is not None and params.meta_weight:
             meta_X, meta_y, meta_weights = meta                      # weights V x M
             Xm = meta_X if meta_X.dtype == Xc.dtype else meta_X.to(Xc.dtype)
             m = Xm.shape[0]
@@ -153,7 +178,7 @@ class AuxiliaryClassifier:
                   + self.bias.unsqueeze(1)).view(self.V, self.C, m)  # class-major V x C x M
             pm, logpm = softmax_rows(zm, dim=1)
             y = meta_y.view(1, 1, m).expand(self.V, 1, m)
-            w_m = cfg.eac_meta_weight * meta_weights.unsqueeze(1).to(zm.dtype)   # V x 1 x M
+            w_m = params.meta_weight * meta_weights.unsqueeze(1).to(zm.dtype)   # V x 1 x M
             loss = loss - (w_m * logpm.gather(1, y)).sum()
             dzm = (pm * w_m).scatter_add_(1, y, -w_m).view(-1, m)
             gw = gw + (dzm.to(Xc.dtype) @ Xm).to(self.weight.dtype).T
@@ -174,7 +199,7 @@ class AuxiliaryClassifier:
     def predict_proba(self, X: torch.Tensor) -> torch.Tensor:
         """V x rows x C class probabilities."""
         z = self.logits(X)
-        if self.cfg.eac_double_softmax:
+        if self.params.double_softmax:
             z = F.softmax(z, dim=-1)
         return F.softmax(z, dim=-1)
 
@@ -187,6 +212,18 @@ class AuxiliaryClassifier:
         self.weight.copy_(state["weight"]); self.bias.copy_(state["bias"])
         self.adam_weight.load_state_dict(state["adam_weight"])
         self.adam_bias.load_state_dict(state["adam_bias"])
+
+
+def training_targets(labels_B: torch.Tensor, given_B: torch.Tensor, forward_correction: bool) -> torch.Tensor:
+    """What EAC fits on a batch: V x rows class indices.
+
+    With forward correction, the given labels (EAC then models the clean class through T);
+    otherwise the argmax of each view's current labels (the authors).  ``labels_B`` is
+    rows x V x C, ``given_B`` (rows,).
+    """
+    if forward_correction:
+        return given_B.unsqueeze(0).expand(labels_B.shape[1], -1)
+    return labels_B.argmax(-1).T
 
 
 def exchange(labels_B: torch.Tensor, predictions_B: torch.Tensor, momentum: float) -> None:

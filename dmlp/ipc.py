@@ -22,8 +22,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .batches import release_freed_memory
 from .errors import InputError
-from .numerics import balance_kl_grad, class_balance_kl, softmax_backward, softmax_rows
+from .numerics import balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
 
 log = logging.getLogger("dmlp")
 
@@ -89,38 +90,40 @@ def meta_folds(n_meta: int, n_views: int, seed: int) -> np.ndarray:
 
 def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,
                    meta_features: torch.Tensor, meta_onehot: torch.Tensor,
-                   meta_weights: torch.Tensor, cfg, balance_rows: slice = slice(None)) -> torch.Tensor:
-    """Loss of the closed-form estimator ``W(Y_B)`` on the clean meta set, summed over views.
+                   meta_weights: torch.Tensor, params, balance_rows: slice = slice(None)) -> torch.Tensor:
+    """Loss of the closed-form estimator ``W(Y_B)`` on the clean meta set, summed over views
+    (written with autograd: the reference the hand-written gradients are tested against).
 
     ``Y_B`` is b x (V*C) (views stacked), ``meta_onehot`` M x C, ``meta_weights`` V x M (each
     view's weights sum to 1; see :func:`meta_view_weights`).  The loss is
     ``ce_w * CE + mse_w * squared error + balance_w * KL(uniform || mean softmax(X_B W))``,
-    the three terms of the authors' meta loss.
+    the three terms of the authors' meta loss, weighted by ``params`` (an
+    :class:`dmlp.config.IPCParams`).
     """
     m, C = meta_onehot.shape
     n_views = meta_weights.shape[0]
     W = closed_form(X_B, Y_B, L_B)                             # d x V*C
     meta_logits = (meta_features @ W).view(m, n_views, C).transpose(0, 1)   # V x M x C
     loss = Y_B.new_zeros(())
-    if cfg.meta_ce_weight:
+    if params.ce_weight:
         ce = -(F.log_softmax(meta_logits, -1) * meta_onehot).sum(-1)          # V x M
-        loss = loss + cfg.meta_ce_weight * (meta_weights * ce).sum()
-    if cfg.meta_mse_weight:
+        loss = loss + params.ce_weight * (meta_weights * ce).sum()
+    if params.mse_weight:
         se = ((meta_logits - meta_onehot.unsqueeze(0)) ** 2).sum(-1)          # V x M
-        if cfg.meta_mse_reduction == "sum":    # the authors' summed error over the view's rows
+        if params.mse_reduction == "sum":    # the authors' summed error over the view's rows
             se = se * (meta_weights > 0)
         else:
             se = se * meta_weights
-        loss = loss + cfg.meta_mse_weight * se.sum()
-    if cfg.meta_balance_weight:
+        loss = loss + params.mse_weight * se.sum()
+    if params.balance_weight:
         rows = X_B[balance_rows]
         batch_logits = (rows @ W).view(rows.shape[0], n_views, C).transpose(0, 1)
-        loss = loss + cfg.meta_balance_weight * class_balance_kl(batch_logits)
+        loss = loss + params.balance_weight * class_balance_kl(batch_logits)
     return loss
 
 
 def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torch.Tensor,
-                    meta_weights: torch.Tensor, cfg):
+                    meta_weights: torch.Tensor, params):
     """``(loss, dLoss/d meta_logits, dLoss/d balance_logits)`` of the meta objective.
 
     ``meta_logits`` is M x V*C (the estimator's predictions on the meta rows, views stacked),
@@ -136,53 +139,69 @@ def meta_logit_grad(meta_logits: torch.Tensor, balance_logits, meta_onehot: torc
     weights = meta_weights.T.unsqueeze(-1)                          # M x V x 1
     loss = z.new_zeros(())
     dz = torch.zeros_like(z)
-    if cfg.meta_ce_weight:
+    if params.ce_weight:
         p, logp = softmax_rows(z)
-        loss = loss - cfg.meta_ce_weight * (weights * logp * meta_onehot.unsqueeze(1)).sum()
-        dz += cfg.meta_ce_weight * weights * (p - meta_onehot.unsqueeze(1))
-    if cfg.meta_mse_weight:
+        loss = loss - params.ce_weight * (weights * logp * meta_onehot.unsqueeze(1)).sum()
+        dz += params.ce_weight * weights * (p - meta_onehot.unsqueeze(1))
+    if params.mse_weight:
         r = z - meta_onehot.unsqueeze(1)
-        s = (weights > 0).to(z.dtype) if cfg.meta_mse_reduction == "sum" else weights
-        loss = loss + cfg.meta_mse_weight * (s * r * r).sum()
-        dz += 2.0 * cfg.meta_mse_weight * s * r
+        s = (weights > 0).to(z.dtype) if params.mse_reduction == "sum" else weights
+        loss = loss + params.mse_weight * (s * r * r).sum()
+        dz += 2.0 * params.mse_weight * s * r
     d_balance = None
-    if cfg.meta_balance_weight and balance_logits is not None:
+    if params.balance_weight and balance_logits is not None:
         n = balance_logits.shape[-2]
         p, _ = softmax_rows(balance_logits.view(*lead, n, V, C).transpose(-3, -2))     # V x n x C
         kl, g = balance_kl_grad(p)
-        loss = loss + cfg.meta_balance_weight * kl
+        loss = loss + params.balance_weight * kl
         d = softmax_backward(p, g)
-        d_balance = cfg.meta_balance_weight * d.transpose(-3, -2).reshape(*lead, n, V * C)
+        d_balance = params.balance_weight * d.transpose(-3, -2).reshape(*lead, n, V * C)
     return loss, dz.view(*lead, m, V * C), d_balance
 
 
 def meta_loss_grad(W: torch.Tensor, meta_features: torch.Tensor, meta_onehot: torch.Tensor,
-                   meta_weights: torch.Tensor, cfg, balance_features=None):
+                   meta_weights: torch.Tensor, params, balance_features=None):
     """``(loss, dLoss/dW)`` of :func:`meta_objective` as a function of the estimator ``W``."""
-    use_balance = bool(cfg.meta_balance_weight) and balance_features is not None
+    use_balance = bool(params.balance_weight) and balance_features is not None
     loss, d_meta, d_balance = meta_logit_grad(
-        meta_features @ W, balance_features @ W if use_balance else None, meta_onehot, meta_weights, cfg)
+        meta_features @ W, balance_features @ W if use_balance else None, meta_onehot, meta_weights, params)
     dW = meta_features.T @ d_meta
     if use_balance:
         dW += balance_features.T @ d_balance
     return loss, dW
 
 
-def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
-                   balance_rows: slice = slice(None)):
-    """Return ``(loss, dLoss/dY_B)`` through the closed form (d x d solves only).
+def label_gradient(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, params,
+                   balance_features=None):
+    """``(loss, dLoss/dY_B)`` of :func:`meta_objective` through the closed form (d x d solves only).
 
     ``dLoss/dY_B = X_B (X_B'X_B + lambda I)^-1 dLoss/dW``: the chain rule through
     ``W = (X_B'X_B + lambda I)^-1 X_B'Y_B`` with the cached factor ``L_B``.
+
+    Parameters
+    ----------
+    Y_B : torch.Tensor of shape (b, V*C)
+        The batch's labels, views stacked along the columns.
+    X_B : torch.Tensor of shape (b, d)
+    L_B : torch.Tensor of shape (d, d)
+        Cholesky factor of ``X_B'X_B + lambda I`` (:func:`factor_gram`).
+    meta_features : torch.Tensor of shape (M, d)
+    meta_onehot : torch.Tensor of shape (M, C)
+    meta_weights : torch.Tensor of shape (V, M)
+        Each view's meta-row weights (:func:`meta_view_weights`).
+    params : IPCParams
+        The meta objective's weights.
+    balance_features : torch.Tensor of shape (n, d), optional
+        The batch rows the class-balance prior is evaluated on (default: all of ``X_B``).
+
+    Returns
+    -------
+    loss : torch.Tensor, scalar
+    grad : torch.Tensor of shape (b, V*C)
     """
-    return _gradient_through_factor(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
-                                    X_B[balance_rows])
-
-
-def _gradient_through_factor(Y_B, X_B, L_B, meta_features, meta_onehot, meta_weights, cfg,
-                             balance_features):
     W = closed_form(X_B, Y_B, L_B)
-    loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, cfg, balance_features)
+    balance_features = X_B if balance_features is None else balance_features
+    loss, dW = meta_loss_grad(W, meta_features, meta_onehot, meta_weights, params, balance_features)
     return loss, X_B @ torch.cholesky_solve(dW, L_B)
 
 
@@ -195,10 +214,10 @@ class BatchFactor:
         self.L, self.lam = factor_gram(X_B, ridge)
         self.balance_features = X_B[balance_rows].clone()
 
-    def gradient(self, Y_B, X_B, meta_features, meta_onehot, meta_weights, cfg):
+    def gradient(self, Y_B, X_B, meta_features, meta_onehot, meta_weights, params):
         """``(loss, dLoss/dY_B)`` of the meta objective for this batch."""
-        return _gradient_through_factor(Y_B, X_B, self.L, meta_features, meta_onehot, meta_weights,
-                                        cfg, self.balance_features)
+        return label_gradient(Y_B, X_B, self.L, meta_features, meta_onehot, meta_weights, params,
+                              self.balance_features)
 
 
 class WhitenedBatches:
@@ -239,7 +258,7 @@ class WhitenedBatches:
             self.pad_index = index.to(dev)
             self.valid = (index < self.n_rows).view(-1).to(dev)
 
-    def gradient(self, labels: torch.Tensor, meta_onehot, meta_weights, cfg):
+    def gradient(self, labels: torch.Tensor, meta_onehot, meta_weights, params):
         """``(loss summed over batches, dLoss/dlabels)`` for the whole N x V*C label matrix."""
         nb, b_max, _ = self.Q.shape
         cols = labels.shape[1]
@@ -251,8 +270,129 @@ class WhitenedBatches:
         At = torch.bmm(Y.transpose(1, 2).to(low), self.Q)                 # (Q'Y)', nb x V*C x d
         logits = torch.bmm(self.K, At.transpose(1, 2)).to(labels.dtype)    # nb x (M + R) x V*C
         m = self.n_meta
-        loss, d_meta, d_balance = meta_logit_grad(logits[:, :m], logits[:, m:], meta_onehot, meta_weights, cfg)
+        loss, d_meta, d_balance = meta_logit_grad(logits[:, :m], logits[:, m:], meta_onehot, meta_weights, params)
         d_logits = d_meta if d_balance is None else torch.cat([d_meta, d_balance], 1)
         dAt = torch.bmm(d_logits.transpose(1, 2).to(low), self.K[:, :d_logits.shape[1]])   # (K'G)'
         grad = torch.bmm(self.Q, dAt.transpose(1, 2)).to(labels.dtype).view(nb * b_max, cols)
         return loss, (grad if self.pad_index is None else grad[self.valid])
+
+
+# --- IPC as the loop sees it: one interface, three implementations, one factory ---------------
+
+class IPCCorrection:
+    """One IPC step per batch and epoch: the labels take an Adam step along the meta gradient.
+
+    The loop calls :meth:`epoch_step` once per epoch, then :meth:`batch_step` for each batch in
+    visit order (between EAC's steps); an implementation does its work in one of the two.
+    ``state`` is the run's :class:`dmlp.state.LabelState`, ``meta`` its :class:`dmlp.state.MetaSet`.
+    """
+
+    def __init__(self, meta, params):
+        self.meta, self.params = meta, params
+
+    def epoch_step(self, state) -> float:
+        """IPC of every batch at once; returns the summed meta loss (0.0: done per batch)."""
+        return 0.0
+
+    def batch_step(self, state, k: int, X_B: torch.Tensor) -> float:
+        """IPC of batch ``k`` (features ``X_B``); returns its meta loss (0.0: done per epoch)."""
+        return 0.0
+
+
+class WhitenedIPC(IPCCorrection):
+    """All batches' IPC steps in one batched product on whitened copies (:class:`WhitenedBatches`):
+    within an epoch a batch's estimator sees only its own labels, so the steps are independent."""
+
+    def __init__(self, store, meta, params):
+        super().__init__(meta, params)
+        self.batches = WhitenedBatches(store, params.ridge, _balance_rows(params), meta.features, store.dtype)
+
+    def epoch_step(self, state) -> float:
+        loss, grad = self.batches.gradient(state.flat, self.meta.onehot, self.meta.view_weights, self.params)
+        state.adam.step(state.flat, slice(None), grad)
+        return float(loss)
+
+
+class FactoredIPC(IPCCorrection):
+    """Batch by batch through each batch's cached Cholesky factor (:class:`BatchFactor`): for
+    features streamed from disk, where whitened copies would not fit."""
+
+    def __init__(self, store, meta, params):
+        super().__init__(meta, params)
+        self.store = store
+        self.factors = [BatchFactor(store.float_batch(k), params.ridge, _balance_rows(params))
+                        for k in range(len(store))]
+
+    def batch_step(self, state, k: int, X_B: torch.Tensor) -> float:
+        rows = self.store.batches[k]
+        loss, grad = self.factors[k].gradient(state.flat[rows], X_B.float(), self.meta.features,
+                                              self.meta.onehot, self.meta.view_weights, self.params)
+        self.update(state, rows, grad)
+        return float(loss)
+
+    def update(self, state, rows: slice, grad: torch.Tensor) -> None:
+        state.adam.step(state.flat, rows, grad)
+
+
+class WholeTensorIPC(FactoredIPC):
+    """The authors' script: one Adam over the whole N x C label tensor at every batch, so rows
+    outside the batch decay and move by their stale momentum (``label_update_all_rows``)."""
+
+    def update(self, state, rows: slice, grad: torch.Tensor) -> None:
+        full = torch.zeros_like(state.flat)
+        full[rows] = grad
+        state.adam.step(state.flat, slice(None), full)
+
+
+def make_ipc(store, meta, params, resident_limit_gb: float) -> IPCCorrection:
+    """The IPC implementation for this run.
+
+    Parameters
+    ----------
+    store : dmlp.batches.FeatureStore
+    meta : dmlp.state.MetaSet
+    params : IPCParams
+    resident_limit_gb : float
+        The whitened copies are used when they fit in RAM beside the features.
+
+    Returns
+    -------
+    IPCCorrection
+        :class:`WholeTensorIPC` with ``update_all_rows``, else :class:`WhitenedIPC` when the
+        features are resident and two copies fit, else :class:`FactoredIPC`.
+    """
+    if params.update_all_rows:
+        return WholeTensorIPC(store, meta, params)
+    N, d = len(store.order), meta.features.shape[1]
+    if store.resident and fits_in_ram(N, d, resident_limit_gb, copies=2, item_bytes=store.data.element_size()):
+        ipc = WhitenedIPC(store, meta, params)
+        release_freed_memory()
+        return ipc
+    return FactoredIPC(store, meta, params)
+
+
+def _balance_rows(params) -> slice:
+    return slice(0, params.balance_rows) if params.balance_rows > 0 else slice(None)
+
+
+def meta_ridge_proba(store, meta_features: torch.Tensor, meta_onehot: torch.Tensor, ridge: float) -> np.ndarray:
+    """Class probabilities of the training rows from a ridge estimator fitted on the meta set.
+
+    Parameters
+    ----------
+    store : dmlp.batches.FeatureStore
+        The training rows, in batch order.
+    meta_features : torch.Tensor of shape (M, d)
+    meta_onehot : torch.Tensor of shape (M, C)
+    ridge : float
+        Relative ridge (at least 1e-3: M rows rarely determine d coefficients).
+
+    Returns
+    -------
+    np.ndarray of shape (N, C), float32
+        Clipped at 0, plus 1e-3, row-normalised; batch order.
+    """
+    L, _ = factor_gram(meta_features, max(ridge, 1e-3))
+    W = torch.cholesky_solve(meta_features.T @ meta_onehot, L)
+    P = torch.cat([(store.rows(r).float() @ W).clamp_min(0) for r in store.batches]) + 1e-3
+    return (P / P.sum(1, keepdim=True)).cpu().numpy()

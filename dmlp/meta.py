@@ -16,7 +16,8 @@ from .errors import InputError
 
 
 @dataclass
-class MetaSet:
+class MetaSelection:
+    """Which rows are the clean meta set, as the command line chose them (files, draw, --meta auto)."""
     features: np.ndarray              # M x d
     labels: np.ndarray                # M clean (or trusted) labels
     indices: np.ndarray               # rows of the training set used as meta (empty if separate)

@@ -15,6 +15,9 @@ import torch.nn.functional as F
 
 #: Floor of probabilities before a log or a division (keeps ``log 0`` and ``x / 0`` finite).
 PROB_FLOOR = 1e-12
+#: Floor of probabilities whose logs are summed (log-space products): far below any
+#: probability that matters, still a normal float32.
+TINY_PROB = 1e-30
 #: Rows per chunk when features are normalised, projected or scanned: bounds the float32
 #: temporaries to ``CHUNK_ROWS x d`` whatever the number of rows.
 CHUNK_ROWS = 16384

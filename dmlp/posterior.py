@@ -24,70 +24,18 @@ a handful of rows, all N rows thousands (and CIFAR-100's 10,000 cells need them)
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 import numpy as np
 import scipy.sparse as sp
 
+from .errors import check_finite
 from .graph import propagate
 from .numerics import normalise_rows, safe_log, stable_exp_rows
-
-from .errors import check_finite
+from .transition import given_label_posterior, transition_counts, transition_from_posteriors
 
 log = logging.getLogger("dmlp")
-
-
-def transition_counts(true: np.ndarray, given: np.ndarray, n_classes: int) -> np.ndarray:
-    """C x C counts of the rows whose true class is c and given label is g."""
-    counts = np.zeros((n_classes, n_classes))
-    np.add.at(counts, (np.asarray(true), np.asarray(given)), 1.0)
-    return counts
-
-
-def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray], n_classes: int,
-                        smoothing: float = 0.5) -> Optional[np.ndarray]:
-    """T[true, given] counted on the meta rows, smoothed and row-normalised.
-
-    Returns None without the meta rows' given labels (a separate clean set, or ``--meta auto``):
-    T is then estimated from the model's posteriors (:func:`transition_from_posteriors`).
-    """
-    if meta_given is None:
-        return None
-    T = transition_counts(meta_true, meta_given, n_classes) + float(smoothing)
-    return T / T.sum(1, keepdims=True)
-
-
-def given_label_posterior(prob: np.ndarray, transition: np.ndarray, given: np.ndarray) -> np.ndarray:
-    """The posterior of the true class given the features and the given label, ``p(c|x) T[c, given]``.
-
-    Parameters
-    ----------
-    prob : np.ndarray of shape (N, C)
-        ``p(c | x)`` of each row.
-    transition : np.ndarray of shape (C, C)
-        ``T[true, given]``, rows summing to 1.
-    given : np.ndarray of shape (N,), integer
-        The given (noisy) label of each row.
-
-    Returns
-    -------
-    np.ndarray of shape (N, C)
-        Rows floored at ``PROB_FLOOR`` and normalised to sum to 1.
-    """
-    return normalise_rows(prob * transition[:, given].T)
-
-
-def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: float = 0.5,
-                               counts: Optional[np.ndarray] = None) -> np.ndarray:
-    """T[c, g] proportional to sum of p(c | x_i) over rows with given label g (soft counting),
-    plus ``counts`` (C x C, e.g. the meta rows' exact counts) and ``smoothing``."""
-    C = prob.shape[1]
-    T = np.full((C, C), float(smoothing))
-    if counts is not None:
-        T += counts
-    for g in range(C):
-        T[:, g] += prob[given == g].sum(0)
-    return T / T.sum(1, keepdims=True)
 
 
 # --- calibrated combination ---------------------------------------------------------------------
@@ -145,9 +93,17 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
     return w
 
 
+@dataclass
+class GraphEvidence:
+    """Log ``p_graph`` of :func:`graph_evidence`."""
+    train: np.ndarray                       # (N, C) training rows
+    meta: np.ndarray                        # (M, C) meta rows, out-of-fold
+    per_view: Optional[List[np.ndarray]]    # V x (N, C): seeded with meta fold v alone, or None
+
+
 def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.ndarray,
                    meta_given: Optional[np.ndarray], meta_labels: np.ndarray, meta_fold: np.ndarray,
-                   transition, cfg, n_views: int = 0):
+                   transition, *, alpha: float, steps: int, n_views: int = 0) -> GraphEvidence:
     """Log ``p_graph`` of the N training rows and, out-of-fold, of the M meta rows.
 
     The purified labels (``ipc_soft``) and the meta rows' clean labels seed label propagation
@@ -155,9 +111,29 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     propagated again with fold f held out: its rows then carry the out-of-fold EAC posterior
     ``eac_meta_oof`` (times ``T[:, given]`` when known), like any other row.
 
-    Returns ``(train, meta, per_view)``: ``per_view[v]`` (only with ``n_views`` > 1 and several
-    folds) is the training rows' term seeded with meta fold v alone, the folds view v judges
-    held out (see :func:`dmlp.ipc.meta_view_weights`: view v fits fold v).
+    Parameters
+    ----------
+    graph : scipy.sparse.csr_matrix of shape (N + M, N + M)
+        The normalised affinity (:func:`dmlp.graph.knn_graph`), training rows then meta rows.
+    ipc_soft : np.ndarray of shape (N, C)
+        The purified labels (seeds of the training rows).
+    eac_meta_oof : np.ndarray of shape (M, C)
+        Out-of-fold EAC probabilities of the meta rows.
+    meta_given : np.ndarray of shape (M,) or None
+        The meta rows' given labels, when known.
+    meta_labels, meta_fold : np.ndarray of shape (M,), integer
+        Clean labels and fold of the meta rows.
+    transition : np.ndarray of shape (C, C) or None
+    alpha, steps : float, int
+        Of the propagation (:func:`dmlp.graph.propagate`).
+    n_views : int
+        With more than one view and several folds, also the per-view terms.
+
+    Returns
+    -------
+    GraphEvidence
+        ``per_view[v]`` is the training rows' term seeded with meta fold v alone, the folds
+        view v judges held out (see :func:`dmlp.ipc.meta_view_weights`: view v fits fold v).
     """
     N, C = ipc_soft.shape
     M = len(meta_labels)
@@ -175,7 +151,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
         held = np.nonzero(np.isin(meta_fold, list(held_folds)))[0]
         s[N + held] = eac_q_meta[held]
         blocks.append(s)
-    propagated = propagate(graph, np.hstack(blocks), cfg.graph_alpha, cfg.graph_steps)
+    propagated = propagate(graph, np.hstack(blocks), alpha, steps)
     column = {h: propagated[:, (j + 1) * C:(j + 2) * C] for j, h in enumerate(held_sets)}
     graph_meta = np.zeros((M, C))
     for f in folds:
@@ -185,7 +161,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     per_view = None
     if n_views > 1 and len(folds) > 1:
         per_view = [term(column[frozenset(folds) - {v}][:N]) for v in range(n_views)]
-    return term(propagated[:N, :C]), term(graph_meta), per_view
+    return GraphEvidence(term(propagated[:N, :C]), term(graph_meta), per_view)
 
 
 def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
@@ -194,33 +170,71 @@ def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: n
     return stable_exp_rows(z)
 
 
-def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
-                    meta_given: Optional[np.ndarray], meta_labels: np.ndarray, transition, cfg,
-                    graph_terms: Optional[tuple] = None):
-    """Posterior of the true class of every training row.  Returns ``(q, info, model)``.
+@dataclass
+class Posterior:
+    """What :func:`bayes_posterior` returns."""
+    q: np.ndarray                 # (N, C) float64, posterior of the true class of each row
+    weights: np.ndarray           # (K + 1,) exponents of the experts, T's last
+    transition: np.ndarray        # (C, C) float64, the final T[true, given]
+    info: dict = field(default_factory=dict)   # rounded exponents and T, for summary.json
 
-    ``eac_train`` N x C and ``eac_meta_oof`` M x C (EAC probabilities; out-of-fold for the meta
-    rows), ``graph_terms`` the (train, meta) log terms of :func:`graph_evidence` (or None),
-    ``transition`` C x C or None.  With ``cfg.transition_em_steps`` > 0, T is then re-estimated
-    from the posteriors of all N rows and the posterior recomputed, as in the EM of Dawid &
-    Skene (1979): 1,000 meta rows count each off-diagonal cell of T from a handful of rows, all
-    N rows from thousands.  ``model = (weights, T)`` applies to other evidence of the same kind
-    with :func:`apply_posterior`.
+    def apply(self, log_terms, given: np.ndarray) -> np.ndarray:
+        """The same model on other evidence of the same kind (:func:`apply_posterior`)."""
+        return apply_posterior(self.weights, self.transition, log_terms, given)
+
+
+def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
+                    meta_given: Optional[np.ndarray], meta_labels: np.ndarray, transition,
+                    graph: Optional[GraphEvidence] = None, *, em_steps: int = 0,
+                    smoothing: float = 0.5) -> Posterior:
+    """Posterior of the true class of every training row (the module docstring's formula).
+
+    Parameters
+    ----------
+    eac_train : np.ndarray of shape (N, C)
+        EAC probabilities of the training rows.
+    eac_meta_oof : np.ndarray of shape (M, C)
+        EAC probabilities of the meta rows, out-of-fold.
+    given : np.ndarray of shape (N,), integer
+        The training rows' given labels.
+    meta_given : np.ndarray of shape (M,) or None
+        The meta rows' given labels; without them T is estimated from the feature terms alone.
+    meta_labels : np.ndarray of shape (M,), integer
+        The meta rows' clean labels: the exponents are fitted on them.
+    transition : np.ndarray of shape (C, C) or None
+        The initial T (counted on the meta rows).
+    graph : GraphEvidence, optional
+        The graph's log terms (:func:`graph_evidence`).
+    em_steps : int
+        T re-estimated this many times from the posteriors of all N rows, the posterior
+        recomputed after each (Dawid & Skene, 1979): 1,000 meta rows count each off-diagonal
+        cell of T from a handful of rows, all N rows from thousands.
+    smoothing : float
+        Of T's counts.
+
+    Returns
+    -------
+    Posterior
+
+    Raises
+    ------
+    NonFiniteError
+        T, the exponents or the posterior are not finite at some EM step (named).
     """
     C = eac_train.shape[1]
     info = {}
     terms_train, terms_meta = [safe_log(eac_train)], [safe_log(eac_meta_oof)]
     names = ["eac"]
-    if graph_terms is not None:
-        terms_train.append(graph_terms[0])
-        terms_meta.append(graph_terms[1])
+    if graph is not None:
+        terms_train.append(graph.train)
+        terms_meta.append(graph.meta)
         names.append("graph")
     if transition is not None and meta_given is not None:
         names.append("transition")
         meta_counts = transition_counts(meta_labels, meta_given, C)
-        for step in range(1 + cfg.transition_em_steps):
+        for step in range(1 + em_steps):
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
-                transition = transition_from_posteriors(q, given, cfg.transition_smoothing, meta_counts)
+                transition = transition_from_posteriors(q, given, smoothing, meta_counts)
             check_finite(transition, f"transition EM (final decision) at step {step}")
             w = check_finite(fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels),
                              f"the exponent fit at EM step {step}")
@@ -230,13 +244,12 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
         w = np.append(fit_exponents(terms_meta, meta_labels), 1.0)
         q = stable_exp_rows(sum(wi * t for wi, t in zip(w, terms_train)))
-        for step in range(1 + cfg.transition_em_steps):
-            transition = check_finite(transition_from_posteriors(q, given, cfg.transition_smoothing),
+        for step in range(1 + em_steps):
+            transition = check_finite(transition_from_posteriors(q, given, smoothing),
                                       f"transition EM (final decision) at step {step}")
             q = check_finite(apply_posterior(w, transition, terms_train, given),
                              f"the posterior at EM step {step}")
         names.append("transition (estimated, exponent 1)")
     info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}
     info["transition"] = np.round(transition, 4).tolist()
-    info["transition_matrix"] = transition          # full precision; popped by purify()
-    return q, info, (w, transition)
+    return Posterior(q, w, transition, info)

@@ -25,7 +25,7 @@ from .cli import ArgumentParser
 from .config import config_names, load_config
 from .data import gram_warning, load_dataset, load_npy, read_rows
 from .errors import InputError
-from .meta import MetaSet, auto_meta_indices, check_meta_indices, check_meta_labels, draw_meta_indices
+from .meta import MetaSelection, auto_meta_indices, check_meta_indices, check_meta_labels, draw_meta_indices
 from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
 
 REPO_ROOT = Path(__file__).resolve().parent.parent   # the source checkout, when there is one
@@ -189,7 +189,7 @@ def _remove_empty(created: list) -> None:
             break
 
 
-def _select_meta(args, cfg, data) -> MetaSet:
+def _select_meta(args, cfg, data) -> MetaSelection:
     N = data.train_features.shape[0]
     C = data.n_classes
     if args.meta_index is not None:
@@ -212,11 +212,11 @@ def _select_meta(args, cfg, data) -> MetaSet:
                                 scaling=fit_feature_scaling(everything, method=cfg.feature_scaling,
                                                             name="trainfeatures.npy"))
         check_meta_labels(data.noisy_labels[idx], C, "--meta auto")
-        return MetaSet(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
+        return MetaSelection(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
                        f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
     elif data.meta_features is not None and args.meta_size is None:
         check_meta_labels(data.meta_labels, C, "metalabels.npy")
-        return MetaSet(data.meta_features, data.meta_labels, np.zeros(0, np.int64), None,
+        return MetaSelection(data.meta_features, data.meta_labels, np.zeros(0, np.int64), None,
                        "metafeatures.npy / metalabels.npy")
     else:
         if data.true_labels is None:
@@ -241,7 +241,7 @@ def _select_meta(args, cfg, data) -> MetaSet:
     check_meta_labels(labels, C, what)
     if len(idx) >= N:
         raise InputError(f"{what}: the meta set takes all {N} training rows, none is left to purify")
-    return MetaSet(_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
+    return MetaSelection(_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
 
 
 def _rows(features, idx):
@@ -330,14 +330,15 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
                          "--config, or use a config for this data")
     cfg = cfg.replace(n_classes=data.n_classes)          # the resolved config, as summary.json records it
     meta = _select_meta(args, cfg, data)
-    from .purify import native_bf16_cpu, purify, resolve_compute_dtype, resolve_device
+    from .device import dtype_name, native_bf16_cpu, resolve_compute_dtype, resolve_device
+    from .purify import purify
     from .scaling import fit_feature_scaling             # torch: only once the data are known good
     try:
         device = resolve_device(args.device)
     except InputError as exc:                            # the library names the argument, we the flag
         raise InputError(str(exc).replace(f"device={args.device!r}", f"--device {args.device}", 1)
                          .replace("(use 'cpu' or 'auto')", "(use --device cpu or auto)")) from None
-    compute_dtype = str(resolve_compute_dtype(cfg.compute_dtype, device)).replace("torch.", "")
+    compute_dtype = dtype_name(resolve_compute_dtype(cfg.compute_dtype, device))
 
     N = data.train_features.shape[0]
     keep = np.ones(N, dtype=bool)
@@ -374,6 +375,7 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
 
 def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint, checkpoint,
          device, purify, t0, phase, scaling) -> int:
+    from .device import native_bf16_cpu
     N = data.train_features.shape[0]
 
     def on_epoch_end(epoch, state):
@@ -405,7 +407,7 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
         "n_train": int(N), "n_purified": int(len(rows)), "n_meta": int(len(meta.labels)),
         "meta_source": meta.source, "n_classes": int(C), "n_changed": int(result.n_changed),
         "device": result.device, "compute_dtype": result.compute_dtype,
-        "cpu_native_bf16": _native_bf16(), "feature_scaling": result.feature_scaling.summary(),
+        "cpu_native_bf16": native_bf16_cpu(), "feature_scaling": result.feature_scaling.summary(),
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
         "features_in_ram": bool(len(rows) * data.train_features.shape[1] * 4 <= cfg.resident_limit_gb * 2 ** 30),
@@ -464,11 +466,6 @@ def _noise_estimate(result) -> dict:
 def _defined(value: float):
     """``value``, or None where the figure is undefined (NaN)."""
     return None if value is None or not np.isfinite(value) else value
-
-
-def _native_bf16() -> bool:
-    from .purify import native_bf16_cpu
-    return native_bf16_cpu()
 
 
 def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:

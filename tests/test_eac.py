@@ -15,7 +15,7 @@ PLAIN = Config(eac_confidence_penalty=0.0, eac_balance_weight=0.0, eac_meta_weig
 
 
 def _clf(cfg=PLAIN, views=V, seed=0):
-    clf = AuxiliaryClassifier(D, C, views, cfg, torch.Generator().manual_seed(seed))
+    clf = AuxiliaryClassifier(D, C, views, cfg.eac_params, torch.Generator().manual_seed(seed))
     g = torch.Generator().manual_seed(seed + 100)
     X = torch.randn(N, D, generator=g)
     targets = torch.randint(0, C, (views, N), generator=g)
@@ -129,7 +129,7 @@ def _assert_gradients_match_autograd(clf, X, targets, T=None, meta=None):
 @pytest.mark.parametrize("terms", _TERMS)
 def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
     cfg = PLAIN.replace(**terms)
-    clf = AuxiliaryClassifier(D, C, V, cfg, torch.Generator().manual_seed(3), dtype=torch.float64,
+    clf = AuxiliaryClassifier(D, C, V, cfg.eac_params, torch.Generator().manual_seed(3), dtype=torch.float64,
                               compute_dtype=torch.float64)
     g = torch.Generator().manual_seed(4)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
@@ -147,7 +147,7 @@ def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
 def test_soft_target_gradients_match_autograd_in_float64(terms):
     """The final M-step trains EAC on the posterior: soft targets shared by the views."""
     cfg = PLAIN.replace(**terms)
-    clf = AuxiliaryClassifier(D, C, V, cfg, torch.Generator().manual_seed(5), dtype=torch.float64,
+    clf = AuxiliaryClassifier(D, C, V, cfg.eac_params, torch.Generator().manual_seed(5), dtype=torch.float64,
                               compute_dtype=torch.float64)
     g = torch.Generator().manual_seed(6)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
@@ -166,7 +166,7 @@ def test_soft_target_gradients_match_autograd_in_float64(terms):
 def test_step_is_adam_on_the_loss():
     """Steps equal torch.optim.Adam (default betas) driven by autograd on the same loss."""
     cfg = PLAIN.replace(eac_balance_weight=1.0, eac_confidence_penalty=0.2)
-    clf = AuxiliaryClassifier(D, C, V, cfg, torch.Generator().manual_seed(5), dtype=torch.float64,
+    clf = AuxiliaryClassifier(D, C, V, cfg.eac_params, torch.Generator().manual_seed(5), dtype=torch.float64,
                               compute_dtype=torch.float64)
     g = torch.Generator().manual_seed(6)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)

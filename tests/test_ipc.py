@@ -1,6 +1,7 @@
 """IPC: the closed-form inner estimator, the meta objective and its label gradient, RowAdam."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -28,7 +29,7 @@ def _problem(seed=0, dtype=torch.float64):
 
 # all three loss terms on, with distinct weights so a mixed-up term would show
 MW = meta_view_weights(M, V, cross_fit=False, seed=0, dtype=torch.float64)   # every view sees every meta row
-CFG = Config(meta_ce_weight=1.0, meta_mse_weight=0.3, meta_balance_weight=0.7, meta_mse_reduction="sum")
+CFG = Config(meta_ce_weight=1.0, meta_mse_weight=0.3, meta_balance_weight=0.7, meta_mse_reduction="sum").ipc_params
 
 
 # --- closed form ---------------------------------------------------------------------------
@@ -122,7 +123,7 @@ def test_meta_objective_gradcheck_all_terms_two_views(cross_fit):
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_label_gradient_matches_finite_differences_with_cached_factor(reduction):
     X, Y, meta_X, meta_onehot = _problem(seed=4)
-    cfg = CFG.replace(meta_mse_reduction=reduction)
+    cfg = dataclasses.replace(CFG, mse_reduction=reduction)
     L, _ = factor_gram(X, 1e-3)                                   # cached, reused for every evaluation
     loss, grad = label_gradient(Y, X, L, meta_X, meta_onehot, MW, cfg)
     assert loss.item() == pytest.approx(meta_objective(Y, X, L, meta_X, meta_onehot, MW, cfg).item())
@@ -141,7 +142,7 @@ def test_label_gradient_matches_finite_differences_with_cached_factor(reduction)
 def test_label_gradient_mse_only_matches_closed_form_expression():
     """dLoss/dY_B = X_B (X'X + lambda I)^-1 X_meta' G with G = 2 (meta predictions - onehot)."""
     X, Y, meta_X, meta_onehot = _problem(seed=5)
-    cfg = Config(meta_ce_weight=0.0, meta_mse_weight=1.0, meta_balance_weight=0.0)
+    cfg = Config(meta_ce_weight=0.0, meta_mse_weight=1.0, meta_balance_weight=0.0).ipc_params
     L, lam = factor_gram(X, 1e-2)
     _, grad = label_gradient(Y, X, L, meta_X, meta_onehot, MW, cfg)
     A = X.T @ X + lam * torch.eye(D, dtype=X.dtype)
@@ -170,7 +171,7 @@ def test_whitened_batches_equal_batch_by_batch_label_gradients(n_rows, batch_siz
     for k, rows in enumerate(batches):
         X_B = store.batch(k)
         L, _ = factor_gram(X_B, 1e-3)
-        l_k, g_k = label_gradient(labels[rows], X_B, L, meta_X, meta_onehot, weights, CFG, balance)
+        l_k, g_k = label_gradient(labels[rows], X_B, L, meta_X, meta_onehot, weights, CFG, X_B[balance])
         torch.testing.assert_close(grad[rows], g_k, rtol=1e-8, atol=1e-10)
         total += float(l_k)
     assert float(loss) == pytest.approx(total, rel=1e-10)

@@ -8,7 +8,7 @@ least that much (measured: ~300 MB with the features in RAM, ~110 MB streamed). 
 state (rows x views x classes, three copies) is inherent to the method; two classes keep it
 small so the features dominate.
 
-``graph_k = 0``: the default's kNN-graph step (dmlp/purify.py ``_bayes_decision``) gathers all
+``graph_k = 0``: the default's kNN-graph step (dmlp/decision.py ``BayesDecision.graph_evidence``) gathers all
 feature rows into RAM by design, so it is switched off here; this test guards the streamed
 IPC/EAC path (FeatureStore + file reads), which must never hold the features whole.
 """

@@ -4,11 +4,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from dmlp.config import Config
 from dmlp.numerics import normalise_rows, safe_log
 from dmlp.graph import knn_graph, propagate
-from dmlp.posterior import (bayes_posterior, estimate_transition, fit_exponents,
-                            graph_evidence, transition_from_posteriors)
+from dmlp.posterior import bayes_posterior, fit_exponents, graph_evidence
+from dmlp.transition import estimate_transition, transition_from_posteriors
 
 
 def test_transition_counts_meta_rows_with_smoothing():
@@ -60,8 +59,8 @@ def test_em_re_estimates_the_transition_from_all_rows():
         T_meta = estimate_transition(meta_true, meta_given, T.shape[0])
         results = {}
         for steps in (0, 5):
-            cfg = Config(transition_em_steps=steps)
-            q, info, _ = bayes_posterior(p, p_meta, given, meta_given, meta_true, T_meta, cfg)
+            post = bayes_posterior(p, p_meta, given, meta_given, meta_true, T_meta, em_steps=steps)
+            q, info = post.q, post.info
             results[steps] = (np.abs(np.array(info["transition"]) - T).sum(), (q.argmax(1) == true).mean())
         assert results[5][0] < 0.6 * results[0][0], results
         assert results[5][1] >= results[0][1] - 1e-3, results
@@ -76,22 +75,22 @@ def test_graph_evidence_holds_out_the_folds_a_view_is_judged_on():
     ipc = rng.dirichlet(np.ones(C), N)
     eac_meta = rng.dirichlet(np.ones(C), M)
     meta_y = rng.integers(0, C, M)
-    cfg = Config(graph_alpha=0.9, graph_steps=10)
     for views in (2, 3):
         fold = np.arange(M) % views
-        train, meta, per_view = graph_evidence(graph, ipc, eac_meta, None, meta_y, fold, None, cfg,
-                                               n_views=views)
+        ev = graph_evidence(graph, ipc, eac_meta, None, meta_y, fold, None, alpha=0.9, steps=10,
+                            n_views=views)
 
         def seeded(keep):           # meta rows of the folds in ``keep`` carry their clean label
             s = np.vstack([ipc, np.where(np.isin(fold, keep)[:, None], np.eye(C)[meta_y], eac_meta)])
             return safe_log(normalise_rows(propagate(graph, s.astype(np.float32), 0.9, 10).astype(np.float64) + 1e-6))
 
-        np.testing.assert_allclose(train, seeded(list(range(views)))[:N], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ev.train, seeded(list(range(views)))[:N], rtol=1e-5, atol=1e-6)
         for f in range(views):
             others = [g for g in range(views) if g != f]
-            np.testing.assert_allclose(meta[fold == f], seeded(others)[N:][fold == f], rtol=1e-5, atol=1e-6)
-            np.testing.assert_allclose(per_view[f], seeded([f])[:N], rtol=1e-5, atol=1e-6)
-    assert graph_evidence(graph, ipc, eac_meta, None, meta_y, np.zeros(M, int), None, cfg, n_views=2)[2] is None
+            np.testing.assert_allclose(ev.meta[fold == f], seeded(others)[N:][fold == f], rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(ev.per_view[f], seeded([f])[:N], rtol=1e-5, atol=1e-6)
+    assert graph_evidence(graph, ipc, eac_meta, None, meta_y, np.zeros(M, int), None, alpha=0.9, steps=10,
+                          n_views=2).per_view is None
 
 
 def _brute_force_knn(X, k):

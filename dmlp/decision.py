@@ -1,0 +1,201 @@
+"""The final decision of the default configuration (``final_decision = "bayes"``), in stages:
+
+1. EAC evidence: the views' auxiliary classifiers on the training rows, and out-of-fold on the
+   meta rows (a meta row in fold f is judged by the views that did not fit fold f);
+2. graph evidence: the purified labels propagated over a kNN graph of the features
+   (:func:`dmlp.posterior.graph_evidence`);
+3. the posterior: exponents fitted on the meta rows, T re-estimated by EM
+   (:func:`dmlp.posterior.bayes_posterior`);
+4. with ``eac_refit_fraction``, EAC refitted on that posterior (the M-step of the EM whose
+   E-step is the posterior), then stages 1 and 3 again.
+
+docs/deviations.md (section B) gives each stage's measured effect.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .batches import release_freed_memory
+from .config import GraphParams, TransitionParams
+from .graph import knn_graph
+from .numerics import safe_log
+from .posterior import GraphEvidence, Posterior, bayes_posterior, graph_evidence
+
+
+@dataclass
+class EACEvidence:
+    """EAC's class probabilities (stage 1)."""
+    train: np.ndarray                 # (N, C) training rows: geometric mean of the views
+    meta: np.ndarray                  # (M, C) meta rows, out-of-fold
+    per_view: Optional[np.ndarray]    # (V, N, C) each view's, for the refit's targets (None: no EAC)
+
+
+class BayesDecision:
+    """Stages 1-4 of the module docstring for one finished loop.
+
+    Parameters
+    ----------
+    run : dmlp.loop.Run
+        The run (features, meta set, EAC, given labels, seed).
+    transition : np.ndarray of shape (C, C)
+        The initial T[true, given] the decision's EM starts from (counted on the meta rows, or
+        from a meta-fitted estimator).
+    graph : GraphParams
+    transition_params : TransitionParams
+    refit_epochs : int
+        Epochs of EAC's refit (0: none).
+    first_refit_epoch : int
+        Epoch index of the refit's first epoch (its visit orders continue the loop's seeds).
+    refit_lr_restart : bool
+        The refit starts again at EAC's initial rate (its in-loop decay is for noisy targets).
+    compute_dtype : torch.dtype
+        Of the graph's features.
+    progress : bool
+        A bar over the stages.
+    """
+
+    def __init__(self, run, transition: np.ndarray, *, graph: GraphParams,
+                 transition_params: TransitionParams, refit_epochs: int, first_refit_epoch: int,
+                 compute_dtype: torch.dtype, progress: bool = True):
+        self.run, self.transition, self.graph, self.transition_params = run, transition, graph, transition_params
+        self.refit_epochs, self.first_refit_epoch = refit_epochs, first_refit_epoch
+        self.compute_dtype, self.progress = compute_dtype, progress
+
+    def __call__(self, ipc_soft: torch.Tensor) -> Posterior:
+        """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
+        refit = self.run.eac is not None and self.refit_epochs > 0
+        bar = tqdm(total=5 if refit else 3, desc="final decision", unit="stage",
+                   disable=not self.progress, leave=False)
+        stage = lambda name: (bar.set_postfix_str(name), bar.update(0))
+        stage("EAC evidence")
+        eac = self.eac_evidence(ipc_soft)
+        bar.update(); stage("kNN graph")
+        graph = self.graph_evidence(ipc_soft, eac.meta)
+        bar.update(); stage("posterior")
+        posterior = self.posterior(eac, graph)
+        bar.update()
+        if refit:
+            stage("EAC refit")
+            self.refit_eac(posterior, eac, graph)
+            bar.update(); stage("posterior after the refit")
+            posterior = self.posterior(self.eac_evidence(ipc_soft), graph)
+            bar.update()
+        bar.close()
+        return posterior
+
+    def eac_evidence(self, ipc_soft: torch.Tensor) -> EACEvidence:
+        """Stage 1 (without EAC: IPC's labels, and a uniform distribution on the meta rows)."""
+        run = self.run
+        M = len(run.meta.clean_labels)
+        if run.eac is None:
+            C = ipc_soft.shape[1]
+            return EACEvidence(ipc_soft.cpu().numpy(), np.full((M, C), 1.0 / C), None)
+        with torch.no_grad():
+            per_view = torch.cat([run.eac.predict_proba(run.store.rows(r)) for r in run.store.batches], 1)
+            train = torch.softmax(per_view.log().mean(0), -1).cpu().numpy()
+            meta_views = run.eac.predict_proba(run.meta.features).cpu().numpy()          # V x M x C
+        seen = np.ones((meta_views.shape[0], M))             # which views judge each meta row
+        if run.meta.cross_fitted:
+            seen[run.meta.fold, np.arange(M)] = 0.0
+        log_meta = (safe_log(meta_views) * seen[..., None]).sum(0) / seen.sum(0)[:, None]
+        meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
+        return EACEvidence(train, meta / meta.sum(1, keepdims=True), per_view.cpu().numpy())
+
+    def graph_evidence(self, ipc_soft: torch.Tensor, eac_meta: np.ndarray) -> Optional[GraphEvidence]:
+        """Stage 2 (None when ``graph_k`` is 0)."""
+        run, g = self.run, self.graph
+        if g.k <= 0:
+            return None
+        release_freed_memory()
+        graph = knn_graph(graph_features(run.store, run.meta.features, g.dims, self.compute_dtype), g.k,
+                          g.power, run.seed, candidates=g.candidates,
+                          overwrite_input=True)    # a fresh copy: normalised in place
+        evidence = graph_evidence(graph, ipc_soft.cpu().numpy(), eac_meta, run.meta.given_labels,
+                                  run.meta.clean_labels, run.meta.fold, self.transition,
+                                  alpha=g.alpha, steps=g.steps,
+                                  n_views=run.meta.view_weights.shape[0] if run.meta.cross_fitted else 0)
+        del graph
+        release_freed_memory()
+        return evidence
+
+    def posterior(self, eac: EACEvidence, graph: Optional[GraphEvidence]) -> Posterior:
+        """Stage 3."""
+        run = self.run
+        return bayes_posterior(eac.train, eac.meta, run.given.cpu().numpy(), run.meta.given_labels,
+                               run.meta.clean_labels, self.transition, graph,
+                               em_steps=self.transition_params.em_steps,
+                               smoothing=self.transition_params.smoothing)
+
+    def refit_eac(self, posterior: Posterior, eac: EACEvidence, graph: Optional[GraphEvidence]) -> None:
+        """Stage 4: EAC trained further on the posterior as soft targets (the meta rows stay out)."""
+        run = self.run
+        targets = torch.as_tensor(refit_targets(posterior, eac, graph, run.given.cpu().numpy(),
+                                                run.meta.cross_fitted),
+                                  dtype=torch.float32, device=run.given.device)
+        run.eac.restart_lr()
+        n = len(run.store)
+        for epoch in range(self.refit_epochs):
+            for k in np.random.default_rng([run.seed, self.first_refit_epoch + epoch]).permutation(n):
+                run.eac.step(run.store.batch(k), targets[..., run.store.batches[k], :])
+
+
+def refit_targets(posterior: Posterior, eac: EACEvidence, graph: Optional[GraphEvidence],
+                  given: np.ndarray, cross_fitted: bool) -> np.ndarray:
+    """Soft targets of the EAC refit: (V x) N x C, in batch order.
+
+    A view's refit must not learn the labels of the meta rows it will be judged on, or the
+    exponents fitted on those rows over-trust it (docs/deviations.md, section B).  So with
+    cross-fitted meta folds view v is refitted on its own posterior: its own in-loop EAC and the
+    graph seeded with meta fold v alone.
+    """
+    per_view = graph.per_view if graph is not None else None
+    if not cross_fitted or (graph is not None and per_view is None):
+        return posterior.q
+    return np.stack([posterior.apply([safe_log(eac.per_view[v])] + ([per_view[v]] if per_view is not None else []),
+                                     given)
+                     for v in range(len(eac.per_view))])
+
+
+def graph_features(store, meta_features: torch.Tensor, dims: int, dtype: torch.dtype) -> torch.Tensor:
+    """Rows the kNN graph is built on: training rows (batch order) then meta rows, on the CPU.
+
+    Features wider than ``dims`` are centred and projected batch by batch on their top ``dims``
+    principal directions (estimated on the meta rows and the first batch): the search then costs
+    d / dims times less, which buys more candidates in the inverted file, i.e. a closer-to-exact
+    graph for the same time, and memory stays N x dims.
+
+    Parameters
+    ----------
+    store : dmlp.batches.FeatureStore
+    meta_features : torch.Tensor of shape (M, d)
+    dims : int
+        0: the features as they are.
+    dtype : torch.dtype
+        Of the result.
+
+    Returns
+    -------
+    torch.Tensor of shape (N + M, min(d, dims))
+    """
+    batches = store.batches
+    if dims <= 0 or meta_features.shape[1] <= dims:
+        return torch.cat([store.rows(r).to(dtype).cpu() for r in batches] + [meta_features.to(dtype).cpu()])
+    first = batches[0]
+    sample = torch.cat([store.rows(slice(first.start, min(first.stop, first.start + 8192))).float(), meta_features])
+    mean = sample.mean(0)
+    sample -= mean
+    _, vectors = torch.linalg.eigh(sample.T @ sample)           # ascending; float32 is plenty here
+    del sample
+    P = vectors[:, -dims:].flip(1).contiguous()
+    N = sum(r.stop - r.start for r in batches)
+    out = torch.empty(N + len(meta_features), dims, dtype=dtype)
+    for s in range(0, N, 4096):                  # in chunks: bounded float32 temporaries
+        e = min(s + 4096, N)
+        out[s:e] = ((store.rows(slice(s, e)).float() - mean) @ P).to(dtype).cpu()
+    out[N:] = ((meta_features - mean) @ P).to(dtype).cpu()
+    return out

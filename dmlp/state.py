@@ -1,0 +1,142 @@
+"""The state objects of a run: the clean meta set it reads, and the labels it learns.
+
+:class:`MetaSet` is fixed for the run.  :class:`LabelState` is everything the loop changes
+(besides EAC's classifier): the label views, their row-wise Adam, the transition model, the
+epoch and the history; a checkpoint is its :meth:`LabelState.state_dict` (plus EAC's), and
+resuming is :meth:`LabelState.load_state_dict` of it.  Rows are in *batch order* (position p
+holds original row ``order[p]`` of :func:`dmlp.batches.make_partition`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .ipc import meta_folds, meta_view_weights
+from .numerics import RowAdam
+from .transition import TransitionModel
+
+
+@dataclass
+class MetaSet:
+    """The clean meta set as the loop and the final decision use it.
+
+    Build it with :meth:`build`; tensors are on the run's device.
+    """
+    features: torch.Tensor           # (M, d) float32, scaled as the training rows
+    labels: torch.Tensor             # (M,) int64 clean labels
+    onehot: torch.Tensor             # (M, C) float32
+    view_weights: torch.Tensor       # (V, M): each view's meta-loss weights, rows summing to 1
+    fold: np.ndarray                 # (M,) the view that fits each row (all 0 without cross-fitting)
+    clean_labels: np.ndarray         # (M,) int64, the labels as NumPy
+    given_labels: Optional[np.ndarray]  # (M,) their given (noisy) labels, when known
+    cross_fitted: bool               # views fit disjoint folds: their other views judge them
+
+    @classmethod
+    def build(cls, features: torch.Tensor, labels: np.ndarray, given_labels: Optional[np.ndarray],
+              n_classes: int, n_views: int, cross_fit: bool, seed: int) -> "MetaSet":
+        """The meta set of ``n_views`` views, dealt into seeded folds with ``cross_fit``.
+
+        Parameters
+        ----------
+        features : torch.Tensor of shape (M, d)
+        labels : np.ndarray of shape (M,), int64
+        given_labels : np.ndarray of shape (M,), or None
+        n_classes, n_views : int
+        cross_fit : bool
+            View v's meta loss sees fold v only (:func:`dmlp.ipc.meta_view_weights`).
+        seed : int
+        """
+        device = features.device
+        y = torch.as_tensor(labels, device=device)
+        cross_fitted = bool(cross_fit and n_views > 1)
+        fold = meta_folds(len(labels), n_views, seed) if cross_fitted else np.zeros(len(labels), int)
+        return cls(features, y, torch.nn.functional.one_hot(y, n_classes).float(),
+                   meta_view_weights(len(labels), n_views, cross_fit, seed, device=device),
+                   fold, labels, given_labels, cross_fitted)
+
+
+def label_distribution(labels: torch.Tensor) -> torch.Tensor:
+    """Free label parameters -> distributions: clip at 0 and normalise (uniform if all <= 0).
+
+    Parameters
+    ----------
+    labels : torch.Tensor of shape (..., C)
+
+    Returns
+    -------
+    torch.Tensor of the same shape, rows summing to 1
+    """
+    P = labels.clamp_min(0)
+    total = P.sum(-1, keepdim=True)
+    uniform = torch.full_like(P, 1.0 / P.shape[-1])
+    return torch.where(total > 0, P / total.clamp_min(1e-12), uniform)
+
+
+@dataclass
+class LabelState:
+    """What the loop learns: the labels of every view and what moves them.
+
+    Create it with :meth:`initial`; ``epochs_done`` counts the completed epochs.
+    """
+    labels: torch.Tensor                    # (N, V, C) float32, batch order: IPC's parameters
+    adam: RowAdam                           # over ``flat``, one row per training row
+    transition: Optional[TransitionModel]   # T[true, given], re-estimated at the exchanges
+    epochs_done: int = 0
+    history: list = field(default_factory=list)   # per epoch: meta_loss (, label_accuracy)
+
+    @classmethod
+    def initial(cls, given: torch.Tensor, n_classes: int, n_views: int, params,
+                transition: Optional[TransitionModel] = None) -> "LabelState":
+        """Every view starts at the one-hot given labels.
+
+        Parameters
+        ----------
+        given : torch.Tensor of shape (N,), int64
+            The given labels, batch order.
+        n_classes, n_views : int
+        params : IPCParams
+            The labels' Adam (``lr``, ``betas``, ``weight_decay``).
+        transition : TransitionModel, optional
+        """
+        labels = torch.nn.functional.one_hot(given, n_classes).float().unsqueeze(1).repeat(1, n_views, 1)
+        adam = RowAdam(len(given), n_views * n_classes, params.lr, params.betas, params.weight_decay,
+                       device=given.device)
+        return cls(labels, adam, transition)
+
+    @property
+    def flat(self) -> torch.Tensor:
+        """The labels as one (N, V*C) matrix (a view: the views stacked along the columns)."""
+        return self.labels.view(self.labels.shape[0], -1)
+
+    def distribution(self) -> torch.Tensor:
+        """(N, C): the views' label distributions, averaged."""
+        return label_distribution(self.labels).mean(1)
+
+    def record(self, meta_loss: float, truth: Optional[torch.Tensor] = None) -> dict:
+        """Close an epoch: append its record (label accuracy when ``truth`` is given)."""
+        self.epochs_done += 1
+        record = {"epoch": self.epochs_done, "meta_loss": meta_loss}
+        if truth is not None:
+            current = self.distribution().argmax(-1)
+            record["label_accuracy"] = float((current == truth).float().mean())
+        self.history.append(record)
+        return record
+
+    def state_dict(self) -> dict:
+        """CPU copies of the state; ``epoch`` is the index of the last completed epoch."""
+        return {"epoch": self.epochs_done - 1, "labels": self.labels.cpu().clone(),
+                "history": list(self.history),
+                "adam": {k: v.cpu().clone() for k, v in self.adam.state_dict().items()},
+                "transition": None if self.transition is None else self.transition.matrix.cpu().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (onto this state's device)."""
+        device = self.labels.device
+        self.labels.copy_(state["labels"].to(device))
+        self.adam.load_state_dict({k: v.to(device) for k, v in state["adam"].items()})
+        if self.transition is not None and state.get("transition") is not None:
+            self.transition.matrix = state["transition"].to(device)
+        self.epochs_done, self.history = int(state["epoch"]) + 1, list(state["history"])
