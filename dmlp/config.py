@@ -94,6 +94,8 @@ class Config:
     graph_dims: int = 256             # wider features: graph on this many PCA dims (0 = raw features)
     graph_candidates: int = 7000      # rows each row is compared with in the inverted-file kNN
                                       # search (recall vs time; cost ~ N x this x graph_dims)
+    graph_search: str = "inverted_file"  # kNN search: "inverted_file" (dmlp.graph) or "faiss"
+                                      # (faiss-cpu's IndexIVFFlat, the same candidate budget)
     graph_alpha: float = 0.9
     graph_steps: int = 30
     transition_smoothing: float = 0.5
@@ -104,33 +106,13 @@ class Config:
     auto_meta_fraction: float = 0.02  # fraction of rows chosen as the confident meta set
 
     # --- the same values grouped per component: what each kernel is given -----------------
-    @property
-    def run_settings(self) -> "RunSettings":
-        return _group(self, RunSettings)
-
-    @property
-    def ipc_params(self) -> "IPCParams":
-        return _group(self, IPCParams)
-
-    @property
-    def eac_params(self) -> "EACParams":
-        return _group(self, EACParams)
-
-    @property
-    def exchange_params(self) -> "ExchangeParams":
-        return _group(self, ExchangeParams)
-
-    @property
-    def graph_params(self) -> "GraphParams":
-        return _group(self, GraphParams)
-
-    @property
-    def decision_params(self) -> "DecisionParams":
-        return _group(self, DecisionParams)
-
-    @property
-    def transition_params(self) -> "TransitionParams":
-        return _group(self, TransitionParams)
+    run_settings = property(lambda self: _group(self, RunSettings), doc="The :class:`RunSettings`.")
+    ipc_params = property(lambda self: _group(self, IPCParams), doc="The :class:`IPCParams`.")
+    eac_params = property(lambda self: _group(self, EACParams), doc="The :class:`EACParams`.")
+    exchange_params = property(lambda self: _group(self, ExchangeParams), doc="The :class:`ExchangeParams`.")
+    graph_params = property(lambda self: _group(self, GraphParams), doc="The :class:`GraphParams`.")
+    decision_params = property(lambda self: _group(self, DecisionParams), doc="The :class:`DecisionParams`.")
+    transition_params = property(lambda self: _group(self, TransitionParams), doc="The :class:`TransitionParams`.")
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **_coerce(changes, source="override"))
@@ -203,6 +185,7 @@ class GraphParams:
     power: float
     dims: int
     candidates: int
+    search: str
     alpha: float
     steps: int
 
@@ -237,7 +220,7 @@ _KEYS = {
     ExchangeParams: {"every": "relabel_every", "momentum": "relabel_momentum",
                      "posterior": "relabel_posterior"},
     GraphParams: {"k": "graph_k", "power": "graph_power", "dims": "graph_dims",
-                  "candidates": "graph_candidates", "alpha": "graph_alpha", "steps": "graph_steps"},
+                  "candidates": "graph_candidates", "search": "graph_search", "alpha": "graph_alpha", "steps": "graph_steps"},
     DecisionParams: {"rule": "final_decision", "cross_fit_meta": "cross_fit_meta"},
     TransitionParams: {"smoothing": "transition_smoothing", "em_steps": "transition_em_steps"},
 }
@@ -250,7 +233,8 @@ def _group(config: Config, group: type):
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
 _CHOICES = {"meta_mse_reduction": ("sum", "mean"), "final_decision": ("argmax", "bayes"),
             "compute_dtype": ("auto", "float32", "bfloat16"),
-            "feature_scaling": ("rms", "standardise", "none")}
+            "feature_scaling": ("rms", "standardise", "none"),
+            "graph_search": ("inverted_file", "faiss")}
 
 
 def _coerce(values: dict, source: str) -> dict:

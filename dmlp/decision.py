@@ -113,7 +113,7 @@ class BayesDecision:
             return None
         release_freed_memory()
         graph = knn_graph(graph_features(run.store, run.meta.features, g.dims, self.compute_dtype), g.k,
-                          g.power, run.seed, candidates=g.candidates,
+                          g.power, run.seed, candidates=g.candidates, search=g.search,
                           overwrite_input=True)    # a fresh copy: normalised in place
         evidence = graph_evidence(graph, ipc_soft.cpu().numpy(), eac_meta, run.meta.given_labels,
                                   run.meta.clean_labels, run.meta.fold, self.transition,

@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from .errors import InputError
 from .numerics import CHUNK_ROWS, PROB_FLOOR
 
 #: Floor of a row's degree before ``deg^-1/2`` (rows without edges keep no entries anyway).
@@ -103,8 +104,125 @@ def propagate(S: sp.spmatrix, seeds: np.ndarray, alpha: float, steps: int,
 
 
 def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
-              candidates: int = 7000, overwrite_input: bool = False) -> sp.csr_matrix:
+              candidates: int = 7000, overwrite_input: bool = False,
+              search: str = "inverted_file") -> sp.csr_matrix:
     """Symmetric, normalised cosine kNN graph ``D^-1/2 (W + W') D^-1/2``, ``W_ij = max(sim, 0)^power``.
+
+    Parameters
+    ----------
+    features : torch.Tensor of shape (N, d)
+    k : int
+        Neighbours per row.
+    power : float
+        Of the edge weights (:func:`knn_weights`).
+    seed, candidates, overwrite_input
+        Of the search (:func:`knn_search`).
+    search : {"inverted_file", "faiss"}
+        :func:`knn_search`, or faiss's inverted file (:func:`faiss_knn_search`).
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (N, N), float32
+    """
+    if search == "faiss":
+        neighbours, similarity = faiss_knn_search(features, k, seed, candidates)
+    else:
+        neighbours, similarity = knn_search(features, k, seed, candidates, overwrite_input)
+    weights = knn_weights(similarity, power, out=similarity).numpy()
+    columns = neighbours.to(torch.int32).numpy()
+    del neighbours, similarity
+    return normalised_affinity(columns, weights)
+
+
+def exact_knn_search(features: torch.Tensor, k: int, *, block_size: int = 1024):
+    """Exact ``k`` nearest neighbours under cosine similarity, the row itself excluded.
+
+    Rows are L2-normalised and similarities computed block by block (``block_size x N`` at a
+    time, never ``N x N``).  Only the row itself is excluded (its diagonal entry is masked);
+    exact duplicates of a row are legitimate neighbours.  Cost ``N^2 d``: for the baselines and
+    as the reference of :func:`knn_search`'s recall.
+
+    Parameters
+    ----------
+    features : torch.Tensor of shape (N, d), float32
+    k : int
+        In ``1..N-1``.
+    block_size : int
+        Query rows per block.
+
+    Returns
+    -------
+    indices : np.ndarray of shape (N, k), int64
+    similarity : np.ndarray of shape (N, k), float32
+        In decreasing order.
+    """
+    Z = features / features.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)
+    n = Z.shape[0]
+    idx_out = np.empty((n, k), dtype=np.int64)
+    sim_out = np.empty((n, k), dtype=np.float32)
+    with torch.no_grad():
+        for start in range(0, n, block_size):
+            stop = min(start + block_size, n)
+            S = Z[start:stop] @ Z.T
+            rows = torch.arange(stop - start)
+            S[rows, rows + start] = -float("inf")
+            vals, inds = torch.topk(S, k, dim=1)
+            idx_out[start:stop] = inds.numpy()
+            sim_out[start:stop] = vals.numpy()
+    return idx_out, sim_out
+
+
+def faiss_knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: int = 7000):
+    """The ``k`` most cosine-similar rows of every row (itself excluded), searched by faiss.
+
+    faiss's ``IndexIVFFlat`` (Johnson et al., IEEE TBD 2019) on the unit-norm rows: ~sqrt(N)
+    k-means lists trained on a seeded sample of 64 rows per list, and each query scans its own
+    nearest lists, as many as make about ``candidates`` rows.  Small inputs (N <= 20,000) are
+    searched exhaustively (:func:`exact_knn_search`).  Arguments and results as
+    :func:`knn_search`; the similarities are float32 whatever the dtype of ``features``.
+
+    Raises
+    ------
+    InputError
+        faiss is not installed.
+    """
+    try:
+        import faiss
+    except ImportError:
+        raise InputError("graph_search = 'faiss' needs faiss: pip install faiss-cpu") from None
+    n = features.shape[0]
+    k = min(k, n - 1)
+    if n <= 20000:
+        idx, sim = exact_knn_search(features.float(), k)
+        return torch.from_numpy(idx), torch.from_numpy(sim)
+    Z = np.empty(tuple(features.shape), dtype=np.float32)
+    for s in range(0, n, CHUNK_ROWS):                     # normalise in float32, chunk by chunk
+        chunk = features[s:s + CHUNK_ROWS].float()
+        Z[s:s + CHUNK_ROWS] = (chunk / chunk.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)).numpy()
+    n_lists = int(math.sqrt(n))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(Z.shape[1]), Z.shape[1], n_lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(Z[np.random.default_rng(seed).choice(n, size=min(n, 64 * n_lists), replace=False)])
+    index.add(Z)
+    index.nprobe = max(1, round(candidates * n_lists / n))
+    neighbours = torch.empty(n, k, dtype=torch.long)
+    similarity = torch.empty(n, k)
+    for s in range(0, n, CHUNK_ROWS):
+        D, I = index.search(Z[s:s + CHUNK_ROWS], k + 1)
+        rows = np.arange(s, s + len(I))[:, None]
+        drop = I == rows                                       # the row itself ...
+        drop[~drop.any(1), -1] = True                          # ... or, if absent, the last
+        keep = np.argsort(drop, axis=1, kind="stable")[:, :k]
+        I, D = np.take_along_axis(I, keep, 1), np.take_along_axis(D, keep, 1)
+        missing = I < 0                                        # fewer candidates than k: no edge
+        I[missing], D[missing] = np.broadcast_to(rows, I.shape)[missing], -3.0
+        neighbours[s:s + len(I)], similarity[s:s + len(I)] = torch.from_numpy(I), torch.from_numpy(D)
+    return neighbours, similarity
+
+
+def knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: int = 7000,
+               overwrite_input: bool = False):
+    """The ``k`` most cosine-similar rows of every row (itself excluded).
 
     Neighbours are searched in an inverted file (Jegou et al., TPAMI 2011): rows are bucketed by
     their nearest of ~sqrt(n) spherical k-means centroids, and each bucket is compared with the
@@ -115,7 +233,12 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
     whose similarities differ by less than its rounding, 2^-8, may swap ranks, but their
     weights are then equal to that precision too).  ``overwrite_input=True`` normalises
     ``features`` in place instead of copying it (the caller's copy is not needed afterwards).
-    The graph is float32 (scipy CSR).
+
+    Returns
+    -------
+    neighbours : torch.Tensor of shape (N, k), int64
+    similarity : torch.Tensor of shape (N, k), float32
+        Their cosine similarities, in decreasing order.
     """
     dtype = features.dtype if features.dtype in (torch.float32, torch.bfloat16) else torch.float32
     Z = features if overwrite_input and features.dtype == dtype else torch.empty(features.shape, dtype=dtype)
@@ -131,7 +254,7 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
     else:
         groups, candidate_sets = inverted_file_candidates(Z, n_lists, probes, seed)
     # Fixed-size buffers: matrix products of ever-changing shapes each leave memory behind
-    # (allocator fragmentation, oneDNN's per-shape cache: measured ~1 MB per shape), so the
+    # (allocator fragmentation, oneDNN's per-shape cache), so the
     # candidate sets are padded to multiples of 1024 rows and the queries to blocks of 256.
     neighbours = torch.zeros(n, k, dtype=torch.long)
     similarity = torch.zeros(n, k)
@@ -160,10 +283,7 @@ def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,
             v, j = v.topk(k_eff, dim=1)                             # (else the (k+1)-th drops out)
             neighbours[q, :k_eff] = i.gather(1, j)
             similarity[q, :k_eff] = v
-    weights = knn_weights(similarity, power, out=similarity).numpy()
-    columns = neighbours.to(torch.int32).numpy()
-    del neighbours, similarity
-    return normalised_affinity(columns, weights)
+    return neighbours, similarity
 
 
 def inverted_file_candidates(Z, n_lists, probes, seed, iters=5):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from dmlp.numerics import normalise_rows, safe_log
@@ -128,6 +129,24 @@ def test_knn_graph_inverted_file_recall_and_in_place_normalisation():
     S16 = knn_graph(X.bfloat16(), k=10, seed=0)
     recall16 = np.mean([len(set(nn[i]) & set(S16[i].indices)) / 10 for i in rows])
     assert recall16 > 0.8
+
+
+def test_faiss_search_matches_the_exact_top_k_and_is_deterministic():
+    pytest.importorskip("faiss")
+    from dmlp.graph import exact_knn_search, faiss_knn_search
+    g = torch.Generator().manual_seed(2)
+    centres = torch.randn(20, 16, generator=g) * 3
+    X = centres[torch.randint(0, 20, (24000,), generator=g)] + torch.randn(24000, 16, generator=g)
+    idx, sim = faiss_knn_search(X, 10, seed=0)                 # n > 20000: faiss's inverted file
+    rows = np.arange(0, 24000, 997)
+    exact, exact_sim = exact_knn_search(X, 10)
+    assert np.mean([len(set(exact[i]) & set(idx[i].tolist())) / 10 for i in rows]) > 0.95
+    assert not (idx == torch.arange(24000)[:, None]).any()    # never a row's own neighbour
+    assert torch.all(sim[:, :-1] >= sim[:, 1:] - 1e-6)         # in decreasing order
+    idx2, _ = faiss_knn_search(X, 10, seed=0)
+    assert torch.equal(idx, idx2)
+    small, _ = faiss_knn_search(X[:500], 5)                    # small inputs: exhaustive
+    np.testing.assert_array_equal(small.numpy(), exact_knn_search(X[:500], 5)[0])
 
 
 def test_propagate_reads_neighbours_only():
