@@ -86,6 +86,7 @@ class FeatureStore:
         return len(self.batches)
 
     def batch(self, k: int) -> torch.Tensor:
+        """Features of batch ``k``, (b, d), in ``self.dtype``."""
         return self.rows(self.batches[k])
 
     def float_batch(self, k: int) -> torch.Tensor:

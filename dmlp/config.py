@@ -41,6 +41,12 @@ def config_names() -> list:
 
 @dataclass(frozen=True)
 class Config:
+    """Every hyper-parameter of a run, as the TOML files name them (flat keys, frozen).
+
+    Load one with :func:`load_config`; the kernels get their component's group
+    (``ipc_params``, ``eac_params``, ``exchange_params``, ``graph_params``,
+    ``transition_params``, ``decision_params``, ``run_settings``).
+    """
     # --- run -----------------------------------------------------------------------------
     name: str = "default"
     data: str = "labels_cifar10/symmetric20"  # data folder, relative to the repo root or absolute
@@ -115,9 +121,17 @@ class Config:
     transition_params = property(lambda self: _group(self, TransitionParams), doc="The :class:`TransitionParams`.")
 
     def replace(self, **changes) -> "Config":
+        """A copy with ``changes`` applied, validated like a config file's keys.
+
+        Raises
+        ------
+        InputError
+            An unknown key or a value of the wrong type.
+        """
         return dataclasses.replace(self, **_coerce(changes, source="override"))
 
     def to_dict(self) -> dict:
+        """The keys and values as plain JSON-able types (as summary.json records them)."""
         out = dataclasses.asdict(self)
         out["label_betas"] = list(self.label_betas)
         return out

@@ -204,11 +204,13 @@ class AuxiliaryClassifier:
         return F.softmax(z, dim=-1)
 
     def state_dict(self):
+        """Copies of the weights and both optimisers' moments (for checkpoints)."""
         return {"weight": self.weight.clone(), "bias": self.bias.clone(),
                 "adam_weight": {k: v.clone() for k, v in self.adam_weight.state_dict().items()},
                 "adam_bias": {k: v.clone() for k, v in self.adam_bias.state_dict().items()}}
 
     def load_state_dict(self, state):
+        """Restore :meth:`state_dict`'s output, in place."""
         self.weight.copy_(state["weight"]); self.bias.copy_(state["bias"])
         self.adam_weight.load_state_dict(state["adam_weight"])
         self.adam_bias.load_state_dict(state["adam_bias"])

@@ -54,10 +54,12 @@ def save_npy(path, array) -> Path:
 
 
 def save_text(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically: a temporary name, then a rename."""
     return _atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def save_json(path, obj, indent=None) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`save_text`)."""
     return save_text(path, json.dumps(obj, indent=indent) + ("\n" if indent else ""))
 
 

@@ -49,6 +49,7 @@ class Run:
     eac_meta: Optional[LabelledRows]     # the meta rows EAC fits (eac_meta_weight), or None
     given: torch.Tensor                  # (N,) int64 given labels, batch order
     truth: Optional[torch.Tensor]        # (N,) true labels (reporting only), or None
+    initial_transition: Optional[np.ndarray]  # (C, C) T before the loop (meta counts), or None
     exchange: ExchangeParams
     forward_correction: bool             # EAC fits the given labels through T
     seed: int

@@ -26,6 +26,13 @@ class MetaSelection:
 
 
 def check_meta_indices(indices, n_rows: int, name: str) -> np.ndarray:
+    """Validate meta row indices (1-D, non-empty, distinct, in ``0..n_rows-1``) as int64.
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` (the file or argument) and the problem.
+    """
     idx = np.asarray(indices)
     if idx.ndim != 1 or idx.size == 0:
         raise InputError(f"{name}: expected a non-empty 1-D array of row indices, got shape {idx.shape}")

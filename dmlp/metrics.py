@@ -5,6 +5,7 @@ import numpy as np
 
 
 def accuracy(labels, truth) -> float:
+    """Fraction of ``labels`` equal to ``truth`` (both (N,) integer); NaN when N is 0."""
     labels, truth = np.asarray(labels), np.asarray(truth)
     return float((labels == truth).mean()) if len(truth) else float("nan")
 

@@ -140,7 +140,9 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         inputs = _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes, meta_noisy_labels)
         scaling = feature_scaling or fit_feature_scaling(inputs.features, method=cfg.feature_scaling,
                                                          name="features", progress=progress)
-        run, state, initial_transition = _build_run(inputs, cfg, dev, scaling, true_labels, timings)
+        run = _build_run(inputs, cfg, dev, scaling, true_labels, timings)
+        state = LabelState.initial(run.given, inputs.n_classes, cfg.views, cfg.ipc_params,
+                                   _transition_model(run, cfg))
         if checkpoint is not None:
             state.load_state_dict(checkpoint)
             if run.eac is not None:
@@ -150,7 +152,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         run.ipc = None                                       # its factorisations are done with
         soft, posterior = state.distribution(), None         # (N, C), batch order
         if cfg.final_decision == "bayes":
-            posterior = _bayes_decision(run, cfg, initial_transition, progress)(soft)
+            posterior = _bayes_decision(run, cfg, progress)(soft)
             soft = torch.as_tensor(posterior.q)
     timings["total"] = time.perf_counter() - start
     return _result(run, state, inputs, soft, posterior, scaling, timings)
@@ -180,8 +182,8 @@ def _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes,
 
 
 def _build_run(inputs: _Inputs, cfg: Config, dev: torch.device, scaling: FeatureScaling, true_labels,
-               timings: Timings):
-    """The run's fixed parts, its initial state, and the initial T (or None)."""
+               timings: Timings) -> Run:
+    """The run's fixed parts: partition, features, meta set, IPC, EAC, the initial T."""
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     C, V, N, d = inputs.n_classes, int(cfg.views), *inputs.features.shape
@@ -193,19 +195,24 @@ def _build_run(inputs: _Inputs, cfg: Config, dev: torch.device, scaling: Feature
     ipc = make_ipc(store, meta, cfg.ipc_params, cfg.resident_limit_gb)
     given = torch.as_tensor(inputs.noisy_labels[order], device=dev)           # batch order
     truth = None if true_labels is None else torch.as_tensor(np.asarray(true_labels)[order], device=dev)
-    initial = transition = None
+    initial = None
     if cfg.eac_forward_correction or cfg.final_decision == "bayes":
         initial = _initial_transition(store, meta, inputs.noisy_labels[order], C, cfg)
-        meta_counts = torch.zeros(C, C, device=dev) if meta.given_labels is None else torch.as_tensor(
-            transition_counts(meta.clean_labels, meta.given_labels, C), dtype=torch.float32, device=dev)
-        transition = TransitionModel(torch.as_tensor(initial, dtype=torch.float32, device=dev), meta_counts,
-                                     cfg.transition_smoothing, em=cfg.transition_em_steps > 0)
-    state = LabelState.initial(given, C, V, cfg.ipc_params, transition)
     eac = AuxiliaryClassifier(d, C, V, cfg.eac_params, generator, device=dev, compute_dtype=compute) if cfg.eac else None
     eac_meta = LabelledRows(meta.features.to(compute), meta.labels, meta.view_weights) if cfg.eac_meta_weight else None
-    run = Run(store, meta, ipc, eac, eac_meta, given, truth, cfg.exchange_params, cfg.eac_forward_correction,
-              cfg.seed, compute, timings)
-    return run, state, initial
+    return Run(store, meta, ipc, eac, eac_meta, given, truth, initial, cfg.exchange_params,
+               cfg.eac_forward_correction, cfg.seed, compute, timings)
+
+
+def _transition_model(run: Run, cfg: Config) -> Optional[TransitionModel]:
+    """The loop's T: the initial T, re-estimated at the exchanges with the meta rows' counts."""
+    if run.initial_transition is None:
+        return None
+    meta, C, dev = run.meta, len(run.initial_transition), run.given.device
+    meta_counts = torch.zeros(C, C, device=dev) if meta.given_labels is None else torch.as_tensor(
+        transition_counts(meta.clean_labels, meta.given_labels, C), dtype=torch.float32, device=dev)
+    return TransitionModel(torch.as_tensor(run.initial_transition, dtype=torch.float32, device=dev), meta_counts,
+                           cfg.transition_smoothing, em=cfg.transition_em_steps > 0)
 
 
 def _initial_transition(store, meta: MetaSet, given: np.ndarray, n_classes: int, cfg: Config) -> np.ndarray:
@@ -217,9 +224,9 @@ def _initial_transition(store, meta: MetaSet, given: np.ndarray, n_classes: int,
     return T
 
 
-def _bayes_decision(run: Run, cfg: Config, transition: np.ndarray, progress: bool) -> BayesDecision:
+def _bayes_decision(run: Run, cfg: Config, progress: bool) -> BayesDecision:
     refit = max(1, round(cfg.eac_refit_fraction * cfg.epochs)) if cfg.eac_refit_fraction else 0
-    return BayesDecision(run, transition, graph=cfg.graph_params, transition_params=cfg.transition_params,
+    return BayesDecision(run, run.initial_transition, graph=cfg.graph_params, transition_params=cfg.transition_params,
                          refit_epochs=refit, first_refit_epoch=cfg.epochs,
                          compute_dtype=run.compute_dtype,
                          progress=progress)

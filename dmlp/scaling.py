@@ -52,6 +52,7 @@ class FeatureScaling:
 
     @property
     def is_identity(self) -> bool:
+        """Whether the map leaves the features as they are (``method = "none"``)."""
         return self.method == "none"
 
     def apply(self, block: np.ndarray) -> np.ndarray:
