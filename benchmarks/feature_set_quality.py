@@ -34,10 +34,11 @@ def parse_feature_sets(text: str) -> Dict[str, str]:
 
 def run_feature_sets(feature_sets: Dict[str, str], settings_of: Dict[str, Sequence[str]], *,
                      meta_size: int = 1000, noise_seed: int = 0, epochs=None,
-                     dmlp_seeds: Sequence[int] = (0,)) -> List[dict]:
+                     dmlp_seeds: Sequence[int] = (0,), baselines=None) -> List[dict]:
     """Quality rows of every feature set (each row gains a ``feature_set`` key).
 
-    ``dmlp_seeds``: the config seeds of the DMLP default rows (their mean and sd are reported).
+    ``dmlp_seeds``: the config seeds of the DMLP default rows (their mean and sd are reported);
+    ``baselines``: names of the baselines to run (None: all).
     """
     from dmlp.scaling import fit_feature_scaling
     rows = []
@@ -46,7 +47,8 @@ def run_feature_sets(feature_sets: Dict[str, str], settings_of: Dict[str, Sequen
         data.X = fit_feature_scaling(data.X, method="rms").apply(data.X)
         log(f"feature set {name}: {data.X.shape[0]} x {data.X.shape[1]}, {data.n_classes} classes")
         found, _ = run_quality(data, settings_of[name], noise_seed=noise_seed, meta_size=meta_size,
-                               dmlp_seeds=list(dmlp_seeds), ablations=False, epochs=epochs)
+                               dmlp_seeds=list(dmlp_seeds), ablations=False, epochs=epochs,
+                                 baselines=baselines)
         rows += [dict(r, feature_set=name, dims=data.X.shape[1], classes=data.n_classes) for r in found]
     return rows
 
@@ -73,3 +75,30 @@ def _cell(row: dict) -> str:
     sd = row.get("label_accuracy_std", float("nan"))
     text = f"{100 * row['label_accuracy']:.2f}"
     return text if sd != sd else f"{text} ± {100 * sd:.2f}"
+
+
+def baseline_rows_from(path: str, feature_sets: Sequence[str]) -> List[dict]:
+    """The baseline rows of an earlier run's ``feature_sets.csv``, for the named feature sets.
+
+    The baselines do not depend on DMLP's config, so a change of DMLP is measured without
+    running them again.  Numbers are read back as floats.
+
+    Raises
+    ------
+    InputError
+        The file is missing or holds no baseline row of these feature sets.
+    """
+    import csv
+    from dmlp.errors import InputError
+    try:
+        with open(path, newline="") as fh:
+            found = [r for r in csv.DictReader(fh)
+                     if r["kind"] in ("baseline", "oracle") and r["feature_set"] in feature_sets]
+    except OSError as exc:
+        raise InputError(f"--baselines-from: cannot read {path} ({exc.strerror})") from None
+    if not found:
+        raise InputError(f"--baselines-from: {path} has no baseline row of {', '.join(feature_sets)}")
+    numeric = ("label_accuracy", "label_accuracy_std", "n_changed", "probe_test_accuracy",
+               "probe_test_accuracy_std", "seconds", "seconds_std", "peak_rss_increase_mb",
+               "soft_label_ece", "label_quality_auc")
+    return [{k: (float(v) if k in numeric and v != "" else v) for k, v in r.items()} for r in found]

@@ -853,6 +853,9 @@ def build_parser() -> "ArgumentParser":
     p.add_argument("--feature-sets", default=None, metavar="NAME=DIR,...",
                    help="quality of every method on several feature sets, one table (the first set: --dmlp-seeds; no "
                         "ablations); --settings applies to each (a 100-class set skips sym90)")
+    p.add_argument("--baselines-from", default=None, metavar="FEATURE_SETS.csv",
+                   help="with --feature-sets: take the baseline rows from an earlier run's feature_sets.csv "
+                        "instead of running them again (they do not depend on DMLP's config)")
     p.add_argument("--out-dir", default=None, help="where benchmarks.md, the CSVs and the plot go "
                    "(default docs/; with --quick runs/benchmark-quick/)")
     return p
@@ -869,11 +872,17 @@ def _feature_sets_main(args, argv) -> int:
     seeds = [int(s) for s in args.dmlp_seeds.split(",") if s.strip()]
     if not seeds:
         raise InputError("--dmlp-seeds: give at least one seed")
+    reused = []
+    if args.baselines_from:
+        from benchmarks.feature_set_quality import baseline_rows_from
+        reused = baseline_rows_from(args.baselines_from, list(sets))
     rows = []
     for i, (name, folder) in enumerate(sets.items()):   # the table so far is written after every set
         rows += run_feature_sets({name: folder}, settings_of, meta_size=args.meta_size,
                                  noise_seed=args.seed, epochs=args.epochs,
-                                 dmlp_seeds=seeds if i == 0 else seeds[:1])
+                                 dmlp_seeds=seeds if i == 0 else seeds[:1],
+                                 baselines=[] if reused else None)
+        rows += [r for r in reused if r["feature_set"] == name and r["setting"] in settings_of[name]]
         _write_feature_sets(args, argv, rows)
     return 0
 
@@ -884,7 +893,9 @@ def _write_feature_sets(args, argv, rows) -> None:
             + " ".join(map(shlex.quote, argv)) + "`\n\n" + feature_set_table(rows) + "\n\n"
             "Label accuracy (%) on the non-meta rows (1,000 clean meta rows drawn with seed 0, noise seed "
             f"{args.seed}); every method reads the features centred and RMS-scaled. Last column: the DMLP "
-            "default minus the best baseline (the oracle label propagation included).\n")
+            "default minus the best baseline (the oracle label propagation included)."
+            + (f" Baseline columns read from `{args.baselines_from}` (an earlier run of this command; the "
+               "baselines do not depend on DMLP's config)." if args.baselines_from else "") + "\n")
     print(text)
     if args.out_dir:
         out = Path(args.out_dir)

@@ -195,20 +195,23 @@ def faiss_knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: 
     if n <= 20000:
         idx, sim = exact_knn_search(features.float(), k)
         return torch.from_numpy(idx), torch.from_numpy(sim)
-    Z = np.empty(tuple(features.shape), dtype=np.float32)
-    for s in range(0, n, CHUNK_ROWS):                     # normalise in float32, chunk by chunk
-        chunk = features[s:s + CHUNK_ROWS].float()
-        Z[s:s + CHUNK_ROWS] = (chunk / chunk.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)).numpy()
-    n_lists = int(math.sqrt(n))
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(Z.shape[1]), Z.shape[1], n_lists, faiss.METRIC_INNER_PRODUCT)
+
+    def unit_rows(rows) -> np.ndarray:        # float32, normalised: chunk by chunk, no full copy
+        chunk = features[rows].float()
+        return (chunk / chunk.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)).numpy()
+
+    n_lists, d = int(math.sqrt(n)), features.shape[1]
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, n_lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
-    index.train(Z[np.random.default_rng(seed).choice(n, size=min(n, 64 * n_lists), replace=False)])
-    index.add(Z)
+    sample = np.random.default_rng(seed).choice(n, size=min(n, 64 * n_lists), replace=False)
+    index.train(unit_rows(torch.as_tensor(sample)))
+    for s in range(0, n, CHUNK_ROWS):
+        index.add(unit_rows(slice(s, s + CHUNK_ROWS)))
     index.nprobe = max(1, round(candidates * n_lists / n))
     neighbours = torch.empty(n, k, dtype=torch.long)
     similarity = torch.empty(n, k)
     for s in range(0, n, CHUNK_ROWS):
-        D, I = index.search(Z[s:s + CHUNK_ROWS], k + 1)
+        D, I = index.search(unit_rows(slice(s, s + CHUNK_ROWS)), k + 1)
         rows = np.arange(s, s + len(I))[:, None]
         drop = I == rows                                       # the row itself ...
         drop[~drop.any(1), -1] = True                          # ... or, if absent, the last

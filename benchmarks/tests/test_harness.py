@@ -141,3 +141,22 @@ def test_missing_data_says_where_it_comes_from(tmp_path, capsys):
     line = err.err.strip()
     assert line.startswith("error: --data ") and "trainfeatures.npy" in line and "dmlp extract" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_baseline_rows_round_trip_through_the_feature_set_csv(tmp_path):
+    from benchmarks.feature_set_quality import baseline_rows_from
+    from benchmarks.harness import QUALITY_FIELDS, write_csv
+    from dmlp.errors import InputError
+    rows = [dict(feature_set="raw", dims=8, classes=3, setting="sym50", method=m, kind=k, seeds="0", n_eval=10,
+                 label_accuracy=a, label_accuracy_std=float("nan"), n_changed=1.0, probe_test_accuracy=float("nan"),
+                 probe_test_accuracy_std=float("nan"), seconds=0.5, seconds_std=float("nan"),
+                 peak_rss_increase_mb=1.0, soft_label_ece=float("nan"), label_quality_auc=float("nan"), note="")
+            for m, k, a in [("noisy labels (given)", "given", 0.5), ("kNN-20 vote", "baseline", 0.7),
+                            ("label propagation (best β, oracle)", "oracle", 0.75), ("DMLP default", "dmlp", 0.9)]]
+    path = tmp_path / "feature_sets.csv"
+    write_csv(path, rows, ["feature_set", "dims", "classes"] + list(QUALITY_FIELDS))
+    back = baseline_rows_from(str(path), ["raw"])
+    assert [r["method"] for r in back] == ["kNN-20 vote", "label propagation (best β, oracle)"]
+    assert back[0]["label_accuracy"] == 0.7 and back[1]["kind"] == "oracle"
+    with pytest.raises(InputError, match="no baseline row"):
+        baseline_rows_from(str(path), ["c100"])
