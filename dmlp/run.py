@@ -249,14 +249,15 @@ def _rows(features, idx):
 
 
 class _Phases:
-    """One line on stderr per phase of a run that is not the purifier's own (loading, writing)."""
+    """One line on stdout per phase of a run that is not the purifier's own (loading, writing);
+    stderr keeps the progress bars and, on bad input, the one error line."""
 
     def __init__(self, quiet: bool):
         self.quiet, self.t0 = quiet, time.perf_counter()
 
     def __call__(self, message: str) -> None:
         if not self.quiet:
-            print(f"[{time.perf_counter() - self.t0:6.1f} s] {message}", file=sys.stderr, flush=True)
+            print(f"[{time.perf_counter() - self.t0:6.1f} s] {message}", flush=True)
 
 
 def _resolve_inputs(args):
@@ -507,7 +508,8 @@ def _print_summary(s, out):
                      "(no ground truth for these rows: nothing to measure against)")
     if "test_accuracy" in s:
         lines.append(f"  EAC classifier test accuracy {100 * s['test_accuracy']:.2f} %")
-    lines.append(f"  outputs in {out}/ (purified_labels.npy, purified_soft_labels.npy, noise_file.json, summary.json)")
+    written = [name for name in OUTPUT_FILES if (Path(out) / name).exists()]
+    lines.append(f"  outputs in {out}/ ({', '.join(written)})")
     print("\n".join(lines))
 
 
