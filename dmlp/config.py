@@ -100,8 +100,9 @@ class Config:
     graph_dims: int = 256             # wider features: graph on this many PCA dims (0 = raw features)
     graph_candidates: int = 7000      # rows each row is compared with in the inverted-file kNN
                                       # search (recall vs time; cost ~ N x this x graph_dims)
-    graph_search: str = "inverted_file"  # kNN search: "inverted_file" (dmlp.graph) or "faiss"
-                                      # (faiss-cpu's IndexIVFFlat, the same candidate budget)
+    graph_search: str = "inverted_file"  # kNN search: "inverted_file" (dmlp.graph, batched bf16
+                                      # products) or "faiss" (pip install 'dmlp[faiss]'; higher
+                                      # recall for the same candidates, about 3x the search time)
     graph_alpha: float = 0.9
     graph_steps: int = 30
     transition_smoothing: float = 0.5
