@@ -17,6 +17,8 @@ from typing import List
 import numpy as np
 import torch
 
+from .numerics import fits_in_ram
+
 
 def release_freed_memory() -> None:
     """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
@@ -71,7 +73,7 @@ class FeatureStore:
         self.features, self.order, self.batches, self.device = features, order, batches, device
         self.scaling = scaling          # applied to every row as it is read (dmlp.scaling)
         n, d = len(order), features.shape[1]
-        self.resident = n * d * 4 <= resident_limit_gb * 2 ** 30
+        self.resident = fits_in_ram(n, d, resident_limit_gb)
         self.dtype = dtype if self.resident else torch.float32
         self.data = None
         if self.resident:

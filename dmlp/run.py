@@ -377,6 +377,7 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
 def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint, checkpoint,
          device, purify, t0, phase, scaling) -> int:
     from .device import native_bf16_cpu
+    from .numerics import fits_in_ram
     N = data.train_features.shape[0]
 
     def on_epoch_end(epoch, state):
@@ -411,7 +412,7 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
         "cpu_native_bf16": native_bf16_cpu(), "feature_scaling": result.feature_scaling.summary(),
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
-        "features_in_ram": bool(len(rows) * data.train_features.shape[1] * 4 <= cfg.resident_limit_gb * 2 ** 30),
+        "features_in_ram": fits_in_ram(len(rows), data.train_features.shape[1], cfg.resident_limit_gb),
         **_noise_estimate(result),
         "n_truth_known": 0 if known is None else int(known.sum()),
     }
