@@ -23,6 +23,11 @@ from .numerics import CHUNK_ROWS, PROB_FLOOR
 DEGREE_FLOOR = 1e-12
 
 
+def unit_rows(X: torch.Tensor) -> torch.Tensor:
+    """Rows of ``X`` (N, d) scaled to unit L2 norm (rows of norm below ``PROB_FLOOR`` stay ~0)."""
+    return X / X.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)
+
+
 def knn_weights(similarity, power: float, out=None) -> torch.Tensor:
     """Edge weights ``max(similarity, 0)^power`` of a kNN list.
 
@@ -156,7 +161,7 @@ def exact_knn_search(features: torch.Tensor, k: int, *, block_size: int = 1024):
     similarity : np.ndarray of shape (N, k), float32
         In decreasing order.
     """
-    Z = features / features.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)
+    Z = unit_rows(features)
     n = Z.shape[0]
     idx_out = np.empty((n, k), dtype=np.int64)
     sim_out = np.empty((n, k), dtype=np.float32)
@@ -196,22 +201,21 @@ def faiss_knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: 
         idx, sim = exact_knn_search(features.float(), k)
         return torch.from_numpy(idx), torch.from_numpy(sim)
 
-    def unit_rows(rows) -> np.ndarray:        # float32, normalised: chunk by chunk, no full copy
-        chunk = features[rows].float()
-        return (chunk / chunk.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)).numpy()
+    def unit_chunk(rows) -> np.ndarray:       # float32, normalised: chunk by chunk, no full copy
+        return unit_rows(features[rows].float()).numpy()
 
     n_lists, d = int(math.sqrt(n)), features.shape[1]
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, n_lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
     sample = np.random.default_rng(seed).choice(n, size=min(n, 64 * n_lists), replace=False)
-    index.train(unit_rows(torch.as_tensor(sample)))
+    index.train(unit_chunk(torch.as_tensor(sample)))
     for s in range(0, n, CHUNK_ROWS):
-        index.add(unit_rows(slice(s, s + CHUNK_ROWS)))
+        index.add(unit_chunk(slice(s, s + CHUNK_ROWS)))
     index.nprobe = max(1, round(candidates * n_lists / n))
     neighbours = torch.empty(n, k, dtype=torch.long)
     similarity = torch.empty(n, k)
     for s in range(0, n, CHUNK_ROWS):
-        D, I = index.search(unit_rows(slice(s, s + CHUNK_ROWS)), k + 1)
+        D, I = index.search(unit_chunk(slice(s, s + CHUNK_ROWS)), k + 1)
         rows = np.arange(s, s + len(I))[:, None]
         drop = I == rows                                       # the row itself ...
         drop[~drop.any(1), -1] = True                          # ... or, if absent, the last
@@ -246,8 +250,7 @@ def knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: int = 
     dtype = features.dtype if features.dtype in (torch.float32, torch.bfloat16) else torch.float32
     Z = features if overwrite_input and features.dtype == dtype else torch.empty(features.shape, dtype=dtype)
     for s in range(0, len(features), CHUNK_ROWS):        # normalise in float32, chunk by chunk
-        chunk = features[s:s + CHUNK_ROWS].float()
-        Z[s:s + CHUNK_ROWS] = chunk / chunk.norm(dim=1, keepdim=True).clamp_min(PROB_FLOOR)
+        Z[s:s + CHUNK_ROWS] = unit_rows(features[s:s + CHUNK_ROWS].float())
     n = Z.shape[0]
     k = min(k, n - 1)
     n_lists = int(math.sqrt(n))

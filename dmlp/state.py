@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .ipc import meta_folds, meta_view_weights
-from .numerics import RowAdam
+from .numerics import PROB_FLOOR, RowAdam
 from .transition import TransitionModel
 
 
@@ -72,7 +72,7 @@ def label_distribution(labels: torch.Tensor) -> torch.Tensor:
     P = labels.clamp_min(0)
     total = P.sum(-1, keepdim=True)
     uniform = torch.full_like(P, 1.0 / P.shape[-1])
-    return torch.where(total > 0, P / total.clamp_min(1e-12), uniform)
+    return torch.where(total > 0, P / total.clamp_min(PROB_FLOOR), uniform)
 
 
 @dataclass
