@@ -105,6 +105,7 @@ class Config:
                                       # recall for the same candidates, about 3x the search time)
     graph_alpha: float = 0.9
     graph_steps: int = 30
+    graph_posterior_rounds: int = 0   # rounds of the graph re-seeded with the posterior (final decision)
     transition_smoothing: float = 0.5
     transition_em_steps: int = 0      # EM steps re-estimating T from all rows' posteriors (final
                                       # decision; > 0 also re-counts T at each EMA exchange)
@@ -203,6 +204,7 @@ class GraphParams:
     search: str
     alpha: float
     steps: int
+    posterior_rounds: int
 
 
 @dataclass(frozen=True)
@@ -235,7 +237,8 @@ _KEYS = {
     ExchangeParams: {"every": "relabel_every", "momentum": "relabel_momentum",
                      "posterior": "relabel_posterior"},
     GraphParams: {"k": "graph_k", "power": "graph_power", "dims": "graph_dims",
-                  "candidates": "graph_candidates", "search": "graph_search", "alpha": "graph_alpha", "steps": "graph_steps"},
+                  "candidates": "graph_candidates", "search": "graph_search", "alpha": "graph_alpha", "steps": "graph_steps",
+                  "posterior_rounds": "graph_posterior_rounds"},
     DecisionParams: {"rule": "final_decision", "cross_fit_meta": "cross_fit_meta"},
     TransitionParams: {"smoothing": "transition_smoothing", "em_steps": "transition_em_steps"},
 }

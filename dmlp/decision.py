@@ -7,7 +7,9 @@
 3. the posterior: exponents fitted on the meta rows, T re-estimated by EM
    (:func:`dmlp.posterior.bayes_posterior`);
 4. with ``eac_refit_fraction``, EAC refitted on that posterior (the M-step of the EM whose
-   E-step is the posterior), then stages 1 and 3 again.
+   E-step is the posterior), then stages 1 and 3 again;
+5. with ``graph_posterior_rounds``, the graph re-seeded with the posterior instead of IPC's
+   labels (:func:`dmlp.posterior.posterior_graph_evidence`), then stage 3 again, per round.
 
 docs/deviations.md (section B) gives each stage's measured effect.
 """
@@ -24,7 +26,7 @@ from .batches import release_freed_memory
 from .config import GraphParams, TransitionParams
 from .graph import knn_graph
 from .numerics import safe_log
-from .posterior import GraphEvidence, Posterior, bayes_posterior, graph_evidence
+from .posterior import GraphEvidence, Posterior, bayes_posterior, graph_evidence, posterior_graph_evidence
 
 
 @dataclass
@@ -69,21 +71,32 @@ class BayesDecision:
     def __call__(self, ipc_soft: torch.Tensor) -> Posterior:
         """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
         refit = self.run.eac is not None and self.refit_epochs > 0
-        bar = tqdm(total=5 if refit else 3, desc="final decision", unit="stage",
+        rounds = self.graph.posterior_rounds if self.graph.k > 0 else 0
+        bar = tqdm(total=(5 if refit else 3) + rounds, desc="final decision", unit="stage",
                    disable=not self.progress, leave=False)
         stage = lambda name: (bar.set_postfix_str(name), bar.update(0))
         stage("EAC evidence")
         eac = self.eac_evidence(ipc_soft)
         bar.update(); stage("kNN graph")
-        graph = self.graph_evidence(ipc_soft, eac.meta)
+        affinity = self.affinity() if self.graph.k > 0 else None
+        graph = self.graph_evidence(affinity, ipc_soft, eac.meta, held_terms=rounds > 0)
+        if not rounds:
+            affinity = None               # freed before the refit
+        release_freed_memory()
         bar.update(); stage("posterior")
         posterior = self.posterior(eac, graph)
         bar.update()
         if refit:
             stage("EAC refit")
             self.refit_eac(posterior, eac, graph)
+            eac = self.eac_evidence(ipc_soft)
             bar.update(); stage("posterior after the refit")
-            posterior = self.posterior(self.eac_evidence(ipc_soft), graph)
+            posterior = self.posterior(eac, graph)
+            bar.update()
+        for _ in range(rounds):
+            stage("graph seeded with the posterior")
+            graph = self.posterior_graph_evidence(affinity, posterior, eac, graph)
+            posterior = self.posterior(eac, graph)
             bar.update()
         bar.close()
         return posterior
@@ -106,22 +119,36 @@ class BayesDecision:
         meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
         return EACEvidence(train, meta / meta.sum(1, keepdims=True), per_view.cpu().numpy())
 
-    def graph_evidence(self, ipc_soft: torch.Tensor, eac_meta: np.ndarray) -> Optional[GraphEvidence]:
-        """Stage 2 (None when ``graph_k`` is 0)."""
+    def affinity(self):
+        """The normalised kNN graph of the training and meta rows (:func:`dmlp.graph.knn_graph`)."""
         run, g = self.run, self.graph
-        if g.k <= 0:
+        release_freed_memory()
+        return knn_graph(graph_features(run.store, run.meta.features, g.dims, self.compute_dtype), g.k,
+                         g.power, run.seed, candidates=g.candidates, search=g.search,
+                         overwrite_input=True)    # a fresh copy: normalised in place
+
+    def graph_evidence(self, affinity, ipc_soft: torch.Tensor, eac_meta: np.ndarray,
+                       held_terms: bool = False) -> Optional[GraphEvidence]:
+        """Stage 2 (None without a graph)."""
+        run = self.run
+        if affinity is None:
             return None
-        release_freed_memory()
-        graph = knn_graph(graph_features(run.store, run.meta.features, g.dims, self.compute_dtype), g.k,
-                          g.power, run.seed, candidates=g.candidates, search=g.search,
-                          overwrite_input=True)    # a fresh copy: normalised in place
-        evidence = graph_evidence(graph, ipc_soft.cpu().numpy(), eac_meta, run.meta.given_labels,
-                                  run.meta.clean_labels, run.meta.fold, self.transition,
-                                  alpha=g.alpha, steps=g.steps,
-                                  n_views=run.meta.view_weights.shape[0] if run.meta.cross_fitted else 0)
-        del graph
-        release_freed_memory()
-        return evidence
+        return graph_evidence(affinity, ipc_soft.cpu().numpy(), eac_meta, run.meta.given_labels,
+                              run.meta.clean_labels, run.meta.fold, self.transition,
+                              alpha=self.graph.alpha, steps=self.graph.steps,
+                              n_views=run.meta.view_weights.shape[0] if run.meta.cross_fitted else 0,
+                              held_terms=held_terms)
+
+    def posterior_graph_evidence(self, affinity, posterior: Posterior, eac: EACEvidence,
+                                 graph: GraphEvidence) -> GraphEvidence:
+        """Stage 5: the graph seeded with the posterior; for each meta fold f the training rows
+        carry the posterior from the graph term with fold f held out."""
+        run = self.run
+        given = run.given.cpu().numpy()
+        held = {f: posterior.apply([safe_log(eac.train), term], given) for f, term in graph.held.items()}
+        return posterior_graph_evidence(affinity, posterior, held, eac.meta, run.meta.given_labels,
+                                        run.meta.clean_labels, run.meta.fold,
+                                        alpha=self.graph.alpha, steps=self.graph.steps)
 
     def posterior(self, eac: EACEvidence, graph: Optional[GraphEvidence]) -> Posterior:
         """Stage 3."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -95,15 +95,56 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
 
 @dataclass
 class GraphEvidence:
-    """Log ``p_graph`` of :func:`graph_evidence`."""
+    """Log ``p_graph`` of :func:`graph_evidence` or :func:`posterior_graph_evidence`."""
     train: np.ndarray                       # (N, C) training rows
     meta: np.ndarray                        # (M, C) meta rows, out-of-fold
     per_view: Optional[List[np.ndarray]]    # V x (N, C): seeded with meta fold v alone, or None
+    held: Dict[int, np.ndarray] = field(default_factory=dict)   # fold f -> (N, C): fold f held out
+
+
+def _graph_term(propagated: np.ndarray) -> np.ndarray:
+    """Log of propagated label mass, rows normalised (a floor keeps unreached classes finite)."""
+    return safe_log(normalise_rows(propagated.astype(np.float64) + 1e-6))
+
+
+def _propagate_held_out(graph: sp.csr_matrix, train_seeds, meta_labels: np.ndarray, meta_fold: np.ndarray,
+                        eac_q_meta: np.ndarray, held_sets, *, alpha: float, steps: int) -> dict:
+    """Propagated labels for each set of held-out meta folds, in one propagation.
+
+    ``train_seeds(held)`` gives the training rows' seeds (N, C) when the folds ``held`` are held
+    out (``frozenset()``: none); the meta rows carry their clean labels, those of a held fold
+    their out-of-fold EAC posterior ``eac_q_meta``.  Returns ``{held: (N + M, C)}`` for
+    ``frozenset()`` and each of ``held_sets``.
+    """
+    C = eac_q_meta.shape[1]
+    onehot = np.eye(C)[meta_labels]
+    blocks = []
+    for held_folds in [frozenset()] + list(held_sets):
+        meta_seeds = onehot.copy()
+        held = np.isin(meta_fold, list(held_folds))
+        meta_seeds[held] = eac_q_meta[held]
+        blocks.append(np.vstack([train_seeds(held_folds), meta_seeds]).astype(np.float32))
+    propagated = propagate(graph, np.hstack(blocks), alpha, steps)
+    return {h: propagated[:, j * C:(j + 1) * C] for j, h in enumerate([frozenset()] + list(held_sets))}
+
+
+def _evidence(column: dict, N: int, meta_fold: np.ndarray, per_view_sets=None,
+              held_terms: bool = False) -> GraphEvidence:
+    """The log terms from :func:`_propagate_held_out`'s columns: each meta row read from the
+    column with its own fold held out (``held_terms``: also the training rows', per fold)."""
+    folds = np.unique(meta_fold)
+    meta = np.zeros((len(meta_fold), column[frozenset()].shape[1]))
+    for f in folds:
+        meta[meta_fold == f] = column[frozenset([f])][N:][meta_fold == f]
+    per_view = None if per_view_sets is None else [_graph_term(column[h][:N]) for h in per_view_sets]
+    held = {int(f): _graph_term(column[frozenset([f])][:N]) for f in folds} if held_terms else {}
+    return GraphEvidence(_graph_term(column[frozenset()][:N]), _graph_term(meta), per_view, held)
 
 
 def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.ndarray,
                    meta_given: Optional[np.ndarray], meta_labels: np.ndarray, meta_fold: np.ndarray,
-                   transition, *, alpha: float, steps: int, n_views: int = 0) -> GraphEvidence:
+                   transition, *, alpha: float, steps: int, n_views: int = 0,
+                   held_terms: bool = False) -> GraphEvidence:
     """Log ``p_graph`` of the N training rows and, out-of-fold, of the M meta rows.
 
     The purified labels (``ipc_soft``) and the meta rows' clean labels seed label propagation
@@ -128,40 +169,73 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
         Of the propagation (:func:`dmlp.graph.propagate`).
     n_views : int
         With more than one view and several folds, also the per-view terms.
+    held_terms : bool
+        Also the training rows' terms with each fold held out (for
+        :func:`posterior_graph_evidence`; N x C per fold).
 
     Returns
     -------
     GraphEvidence
         ``per_view[v]`` is the training rows' term seeded with meta fold v alone, the folds
-        view v judges held out (see :func:`dmlp.ipc.meta_view_weights`: view v fits fold v).
+        view v judges held out (see :func:`dmlp.ipc.meta_view_weights`: view v fits fold v);
+        ``held[f]`` the training rows' term with fold f held out (empty without ``held_terms``).
     """
-    N, C = ipc_soft.shape
-    M = len(meta_labels)
-    eac_q_meta = eac_meta_oof if transition is None or meta_given is None else \
-        given_label_posterior(eac_meta_oof, transition, meta_given)
-    seeds = np.vstack([ipc_soft, np.eye(C)[meta_labels]]).astype(np.float32)
+    N = len(ipc_soft)
+    eac_q_meta = _meta_posterior(eac_meta_oof, transition, meta_given)
     folds = np.unique(meta_fold)
     held_sets = [frozenset([f]) for f in folds]         # for the meta rows of fold f
+    per_view_sets = None
     if n_views > 1 and len(folds) > 1:                  # for view v's refit: all but fold v held out
-        held_sets += [frozenset(folds) - {v} for v in range(n_views)
-                      if frozenset(folds) - {v} not in held_sets]
-    blocks = [seeds]
-    for held_folds in held_sets:        # the same seeds with those folds held out, as extra columns
-        s = seeds.copy()
-        held = np.nonzero(np.isin(meta_fold, list(held_folds)))[0]
-        s[N + held] = eac_q_meta[held]
-        blocks.append(s)
-    propagated = propagate(graph, np.hstack(blocks), alpha, steps)
-    column = {h: propagated[:, (j + 1) * C:(j + 2) * C] for j, h in enumerate(held_sets)}
-    graph_meta = np.zeros((M, C))
-    for f in folds:
-        held = meta_fold == f
-        graph_meta[held] = column[frozenset([f])][N:][held]
-    term = lambda P: safe_log(normalise_rows(P.astype(np.float64) + 1e-6))
-    per_view = None
-    if n_views > 1 and len(folds) > 1:
-        per_view = [term(column[frozenset(folds) - {v}][:N]) for v in range(n_views)]
-    return GraphEvidence(term(propagated[:N, :C]), term(graph_meta), per_view)
+        per_view_sets = [frozenset(folds) - {v} for v in range(n_views)]
+        held_sets += [h for h in per_view_sets if h not in held_sets]
+    column = _propagate_held_out(graph, lambda held: ipc_soft, meta_labels, meta_fold, eac_q_meta, held_sets,
+                                 alpha=alpha, steps=steps)
+    return _evidence(column, N, meta_fold, per_view_sets, held_terms)
+
+
+def posterior_graph_evidence(graph: sp.csr_matrix, posterior: "Posterior", held_posteriors: Dict[int, np.ndarray],
+                             eac_meta_oof: np.ndarray, meta_given: Optional[np.ndarray], meta_labels: np.ndarray,
+                             meta_fold: np.ndarray, *, alpha: float, steps: int) -> GraphEvidence:
+    """Log ``p_graph`` seeded with the posterior instead of IPC's labels: an EM round of the graph.
+
+    The posterior is more often right than IPC's labels, so its propagation is better evidence.
+    A meta row of fold f must still not see its own clean label come back through its
+    neighbours: for it the training rows carry ``held_posteriors[f]``, the posterior computed
+    with fold f held out of the graph, and fold f's meta rows their out-of-fold EAC posterior.
+
+    Parameters
+    ----------
+    graph : scipy.sparse.csr_matrix of shape (N + M, N + M)
+        As in :func:`graph_evidence`.
+    posterior : Posterior
+        The decision's posterior (its ``q``, (N, C), seeds the training rows; its T weighs
+        the meta rows' given labels).
+    held_posteriors : dict of int to np.ndarray of shape (N, C)
+        For each meta fold f, the posterior from the graph term with fold f held out.
+    eac_meta_oof, meta_given, meta_labels, meta_fold
+        As in :func:`graph_evidence`.
+    alpha, steps : float, int
+        Of the propagation.
+
+    Returns
+    -------
+    GraphEvidence
+        ``per_view`` is None (the refit is not repeated); ``held`` as in :func:`graph_evidence`,
+        for a further round.
+    """
+    eac_q_meta = _meta_posterior(eac_meta_oof, posterior.transition, meta_given)
+    held_sets = [frozenset([f]) for f in np.unique(meta_fold)]
+    seeds = lambda held: posterior.q if not held else held_posteriors[next(iter(held))]
+    column = _propagate_held_out(graph, seeds, meta_labels, meta_fold, eac_q_meta, held_sets,
+                                 alpha=alpha, steps=steps)
+    return _evidence(column, len(posterior.q), meta_fold, held_terms=True)
+
+
+def _meta_posterior(eac_meta_oof: np.ndarray, transition, meta_given) -> np.ndarray:
+    """The meta rows' out-of-fold EAC posterior, through T when their given labels are known."""
+    if transition is None or meta_given is None:
+        return eac_meta_oof
+    return given_label_posterior(eac_meta_oof, transition, meta_given)
 
 
 def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:

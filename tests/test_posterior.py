@@ -7,7 +7,8 @@ import torch
 
 from dmlp.numerics import normalise_rows, safe_log
 from dmlp.graph import knn_graph, propagate
-from dmlp.posterior import bayes_posterior, fit_exponents, graph_evidence
+from dmlp.posterior import (Posterior, bayes_posterior, fit_exponents, graph_evidence,
+                             posterior_graph_evidence)
 from dmlp.transition import estimate_transition, transition_from_posteriors
 
 
@@ -92,6 +93,42 @@ def test_graph_evidence_holds_out_the_folds_a_view_is_judged_on():
             np.testing.assert_allclose(ev.per_view[f], seeded([f])[:N], rtol=1e-5, atol=1e-6)
     assert graph_evidence(graph, ipc, eac_meta, None, meta_y, np.zeros(M, int), None, alpha=0.9, steps=10,
                           n_views=2).per_view is None
+
+
+def test_posterior_graph_round_keeps_each_fold_out_of_its_own_term():
+    """Seeded with the posterior, a meta row of fold f still never sees a clean label of fold f:
+    changing fold 0's clean labels changes nothing in fold 0's term (the training rows carry the
+    fold-0-held-out posterior there), and the terms match a direct propagation."""
+    rng = np.random.default_rng(1)
+    N, M, C = 300, 40, 4
+    graph = knn_graph(torch.randn(N + M, 8, generator=torch.Generator().manual_seed(1)), 5)
+    eac_meta = rng.dirichlet(np.ones(C), M)
+    fold = np.arange(M) % 2
+    meta_given = rng.integers(0, C, M)
+    T = np.full((C, C), 0.1) + 0.6 * np.eye(C)
+    q = rng.dirichlet(np.ones(C), N)
+    held = {0: safe_log(rng.dirichlet(np.ones(C), N)), 1: safe_log(rng.dirichlet(np.ones(C), N))}
+    post = Posterior(q, np.ones(3), T)
+
+    def evidence(meta_y):
+        ev = posterior_graph_evidence(graph, post, {f: np.exp(h) for f, h in held.items()}, eac_meta,
+                                      meta_given, meta_y, fold, alpha=0.9, steps=10)
+        return ev
+
+    meta_y = rng.integers(0, C, M)
+    ev = evidence(meta_y)
+    other = meta_y.copy()
+    other[fold == 0] = (other[fold == 0] + 1) % C
+    np.testing.assert_array_equal(evidence(other).meta[fold == 0], ev.meta[fold == 0])
+    assert not np.allclose(evidence(other).meta[fold == 1], ev.meta[fold == 1])
+    eac_q = normalise_rows(eac_meta * T[:, meta_given].T)
+    s = np.vstack([np.exp(held[0]), np.where((fold == 0)[:, None], eac_q, np.eye(C)[meta_y])])
+    direct = safe_log(normalise_rows(propagate(graph, s.astype(np.float32), 0.9, 10).astype(np.float64) + 1e-6))
+    np.testing.assert_allclose(ev.meta[fold == 0], direct[N:][fold == 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ev.held[0], direct[:N], rtol=1e-5, atol=1e-6)
+    s = np.vstack([q, np.eye(C)[meta_y]])
+    direct = safe_log(normalise_rows(propagate(graph, s.astype(np.float32), 0.9, 10).astype(np.float64) + 1e-6))
+    np.testing.assert_allclose(ev.train, direct[:N], rtol=1e-5, atol=1e-6)
 
 
 def _brute_force_knn(X, k):

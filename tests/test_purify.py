@@ -138,6 +138,17 @@ def test_purify_is_deterministic_on_cpu(mixture, one_thread):
     assert c.soft_labels.tobytes() != a.soft_labels.tobytes()      # a different seed may differ
 
 
+def test_posterior_graph_round_runs_end_to_end(mixture, one_thread):
+    """``graph_posterior_rounds``: the decision re-seeds the graph from its posterior; the labels
+    stay a distribution, and as good as without the round on this easy problem."""
+    X, y, noisy = mixture
+    cfg = load_config("default").replace(epochs=10, batch_size=500)
+    plain, rounds = _run(mixture, cfg), _run(mixture, cfg.replace(graph_posterior_rounds=1))
+    assert rounds.soft_labels.tobytes() != plain.soft_labels.tobytes()
+    np.testing.assert_allclose(rounds.soft_labels.sum(1), 1.0, rtol=1e-5)
+    assert (rounds.labels == y[M:]).mean() >= (plain.labels == y[M:]).mean() - 0.01
+
+
 def test_purify_rejects_meta_set_missing_a_class(mixture):
     X, y, noisy = mixture
     keep = y[:M] != 4
