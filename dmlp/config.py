@@ -89,6 +89,8 @@ class Config:
     relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)
     relabel_momentum: float = 0.5     # Y <- m * Y + (1 - m) * other view's EAC prediction
     eac_refit_fraction: float = 0.0   # final decision: EAC refitted on the posterior (EM M-step)
+    heldout_fraction: float = 0.0     # final decision: cross-fitted classifier on the posterior, for this
+                                      # fraction of the loop's epochs (0: none; dmlp/heldout.py)
                                       # for this fraction of the loop's epochs (at least one)
     relabel_posterior: bool = False   # exchange the Bayes posterior p(c|x) T[c, given], not p(c|x)
 
@@ -212,6 +214,7 @@ class DecisionParams:
     """The final decision: its rule, and whether the views judge disjoint meta folds."""
     rule: str
     cross_fit_meta: bool
+    heldout_fraction: float
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,8 @@ _KEYS = {
     GraphParams: {"k": "graph_k", "power": "graph_power", "dims": "graph_dims",
                   "candidates": "graph_candidates", "search": "graph_search", "alpha": "graph_alpha", "steps": "graph_steps",
                   "posterior_rounds": "graph_posterior_rounds"},
-    DecisionParams: {"rule": "final_decision", "cross_fit_meta": "cross_fit_meta"},
+    DecisionParams: {"rule": "final_decision", "cross_fit_meta": "cross_fit_meta",
+                     "heldout_fraction": "heldout_fraction"},
     TransitionParams: {"smoothing": "transition_smoothing", "em_steps": "transition_em_steps"},
 }
 

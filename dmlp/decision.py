@@ -8,7 +8,9 @@
    (:func:`dmlp.posterior.bayes_posterior`);
 4. with ``eac_refit_fraction``, EAC refitted on that posterior (the M-step of the EM whose
    E-step is the posterior), then stages 1 and 3 again;
-5. with ``graph_posterior_rounds``, the graph re-seeded with the posterior instead of IPC's
+5. with ``heldout_fraction``, a cross-fitted classifier fitted on that posterior
+   (:mod:`dmlp.heldout`) joins the experts and stage 3 runs again;
+6. with ``graph_posterior_rounds``, the graph re-seeded with the posterior instead of IPC's
    labels (:func:`dmlp.posterior.posterior_graph_evidence`), then stage 3 again, per round.
 
 docs/deviations.md (section B) gives each stage's measured effect.
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 from .batches import release_freed_memory
 from .config import GraphParams, TransitionParams
 from .graph import knn_graph
+from .heldout import cross_fitted_proba
 from .numerics import safe_log
 from .posterior import GraphEvidence, Posterior, bayes_posterior, graph_evidence, posterior_graph_evidence
 
@@ -53,6 +56,8 @@ class BayesDecision:
         Epochs of EAC's refit (0: none).
     first_refit_epoch : int
         Epoch index of the refit's first epoch (its visit orders continue the loop's seeds).
+    heldout_epochs : int
+        Epochs of the cross-fitted classifier of stage 5 (0: none).
     refit_lr_restart : bool
         The refit starts again at EAC's initial rate (its in-loop decay is for noisy targets).
     compute_dtype : torch.dtype
@@ -63,16 +68,16 @@ class BayesDecision:
 
     def __init__(self, run, transition: np.ndarray, *, graph: GraphParams,
                  transition_params: TransitionParams, refit_epochs: int, first_refit_epoch: int,
-                 compute_dtype: torch.dtype, progress: bool = True):
+                 compute_dtype: torch.dtype, heldout_epochs: int = 0, progress: bool = True):
         self.run, self.transition, self.graph, self.transition_params = run, transition, graph, transition_params
         self.refit_epochs, self.first_refit_epoch = refit_epochs, first_refit_epoch
-        self.compute_dtype, self.progress = compute_dtype, progress
+        self.compute_dtype, self.heldout_epochs, self.progress = compute_dtype, heldout_epochs, progress
 
     def __call__(self, ipc_soft: torch.Tensor) -> Posterior:
         """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
         refit = self.run.eac is not None and self.refit_epochs > 0
         rounds = self.graph.posterior_rounds if self.graph.k > 0 else 0
-        bar = tqdm(total=(5 if refit else 3) + rounds, desc="final decision", unit="stage",
+        bar = tqdm(total=(5 if refit else 3) + (self.heldout_epochs > 0) + rounds, desc="final decision", unit="stage",
                    disable=not self.progress, leave=False)
         stage = lambda name: (bar.set_postfix_str(name), bar.update(0))
         stage("EAC evidence")
@@ -93,10 +98,17 @@ class BayesDecision:
             bar.update(); stage("posterior after the refit")
             posterior = self.posterior(eac, graph)
             bar.update()
+        heldout = None
+        if self.heldout_epochs > 0:
+            stage("held-out classifier")
+            heldout = cross_fitted_proba(self.run.store, self.run.meta.features, posterior.q,
+                                         epochs=self.heldout_epochs, seed=self.run.seed)
+            posterior = self.posterior(eac, graph, heldout)
+            bar.update()
         for _ in range(rounds):
             stage("graph seeded with the posterior")
             graph = self.posterior_graph_evidence(affinity, posterior, eac, graph)
-            posterior = self.posterior(eac, graph)
+            posterior = self.posterior(eac, graph, heldout)
             bar.update()
         bar.close()
         return posterior
@@ -150,11 +162,11 @@ class BayesDecision:
                                         run.meta.clean_labels, run.meta.fold,
                                         alpha=self.graph.alpha, steps=self.graph.steps)
 
-    def posterior(self, eac: EACEvidence, graph: Optional[GraphEvidence]) -> Posterior:
+    def posterior(self, eac: EACEvidence, graph: Optional[GraphEvidence], heldout=None) -> Posterior:
         """Stage 3."""
         run = self.run
         return bayes_posterior(eac.train, eac.meta, run.given.cpu().numpy(), run.meta.given_labels,
-                               run.meta.clean_labels, self.transition, graph,
+                               run.meta.clean_labels, self.transition, graph, heldout=heldout,
                                em_steps=self.transition_params.em_steps,
                                smoothing=self.transition_params.smoothing)
 

@@ -259,7 +259,7 @@ class Posterior:
 
 def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
                     meta_given: Optional[np.ndarray], meta_labels: np.ndarray, transition,
-                    graph: Optional[GraphEvidence] = None, *, em_steps: int = 0,
+                    graph: Optional[GraphEvidence] = None, *, heldout=None, em_steps: int = 0,
                     smoothing: float = 0.5) -> Posterior:
     """Posterior of the true class of every training row (the module docstring's formula).
 
@@ -279,6 +279,8 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         The initial T (counted on the meta rows).
     graph : GraphEvidence, optional
         The graph's log terms (:func:`graph_evidence`).
+    heldout : dmlp.heldout.HeldOutEvidence, optional
+        The cross-fitted classifier's probabilities, one more expert.
     em_steps : int
         T re-estimated this many times from the posteriors of all N rows, the posterior
         recomputed after each (Dawid & Skene, 1979): 1,000 meta rows count each off-diagonal
@@ -303,6 +305,10 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         terms_train.append(graph.train)
         terms_meta.append(graph.meta)
         names.append("graph")
+    if heldout is not None:
+        terms_train.append(safe_log(heldout.train))
+        terms_meta.append(safe_log(heldout.meta))
+        names.append("held-out classifier")
     if transition is not None and meta_given is not None:
         names.append("transition")
         meta_counts = transition_counts(meta_labels, meta_given, C)

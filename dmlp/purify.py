@@ -226,9 +226,10 @@ def _initial_transition(store, meta: MetaSet, given: np.ndarray, n_classes: int,
 
 def _bayes_decision(run: Run, cfg: Config, progress: bool) -> BayesDecision:
     refit = max(1, round(cfg.eac_refit_fraction * cfg.epochs)) if cfg.eac_refit_fraction else 0
+    heldout = max(1, round(cfg.heldout_fraction * cfg.epochs)) if cfg.heldout_fraction else 0
     return BayesDecision(run, run.initial_transition, graph=cfg.graph_params, transition_params=cfg.transition_params,
                          refit_epochs=refit, first_refit_epoch=cfg.epochs,
-                         compute_dtype=run.compute_dtype,
+                         compute_dtype=run.compute_dtype, heldout_epochs=heldout,
                          progress=progress)
 
 
