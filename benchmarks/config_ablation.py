@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.feature_set_quality import parse_feature_sets  # noqa: E402
-from benchmarks.harness import benchmark_noise, load_cifar, md_table, parse_setting  # noqa: E402
+from benchmarks.harness import benchmark_noise, emit, load_cifar, md_table, parse_setting  # noqa: E402
 
 
 def parse_variants(text: str) -> dict:
@@ -84,9 +84,7 @@ def main(argv=None) -> int:
     text = md_table(["feature set", "setting", "default", *variants], table)
     text += ("\n\nLabel accuracy (%) on the non-meta rows; in brackets the difference from the default, "
              "the rows whose label agrees with the default's, and the dtype the products ran in.\n")
-    print(text)
-    if args.out:
-        Path(args.out).write_text(f"Command: `python benchmarks/config_ablation.py {' '.join(argv or sys.argv[1:])}`\n\n" + text)
+    emit(text, args.out, "benchmarks/config_ablation.py", argv)
     return 0
 
 

@@ -724,6 +724,13 @@ def _num(x, fmt="{:.1f}", sd=float("nan")) -> str:
     return fmt.format(x) + ((" ± " + fmt.format(sd)) if sd == sd else "")
 
 
+def emit(text: str, out: Optional[str], script: str, argv) -> None:
+    """Print a benchmark's Markdown output and, with ``out``, write it there under its command line."""
+    print(text)
+    if out:
+        Path(out).write_text(f"Command: `python {script} {' '.join(argv or sys.argv[1:])}`\n\n" + text)
+
+
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]

@@ -27,12 +27,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.feature_set_quality import parse_feature_sets  # noqa: E402
-from benchmarks.harness import benchmark_noise, load_cifar, md_table, parse_setting  # noqa: E402
+from benchmarks.harness import benchmark_noise, emit, load_cifar, md_table, parse_setting  # noqa: E402
 
 CLASSIFIERS = {"linear": 0, "MLP (1,024 hidden)": 1024}
 
 
-def cross_fitted_proba(features: np.ndarray, labels: np.ndarray, n_classes: int, hidden: int, *,
+def oracle_proba(features: np.ndarray, labels: np.ndarray, n_classes: int, hidden: int, *,
                        epochs: int = 30, seed: int = 0) -> np.ndarray:
     """Class probabilities (N, C) of every row from a classifier trained on the other half.
 
@@ -100,7 +100,7 @@ def main(argv=None) -> int:
         X = fit_feature_scaling(data.X).apply(data.X)
         meta = draw_meta_indices(data.y, 1000, 0)
         rows = np.setdiff1d(np.arange(len(data.y)), meta)
-        proba = {c: cross_fitted_proba(X, data.y, data.n_classes, h) for c, h in CLASSIFIERS.items()}
+        proba = {c: oracle_proba(X, data.y, data.n_classes, h) for c, h in CLASSIFIERS.items()}
         clean = [f"{100 * (P.argmax(1) == data.y).mean():.2f}" for P in proba.values()]
         for setting in [s for s in args.settings.split(",") if s]:
             if setting == "sym90" and data.superclass is not None:
@@ -116,9 +116,7 @@ def main(argv=None) -> int:
     text += ("\n\nClean accuracy: the cross-fitted classifier trained on every training row's clean label, "
              "on all rows.  Oracle + true T: label accuracy (%) on the non-meta rows of its calibrated "
              "posterior with the true transition matrix.\n")
-    print(text)
-    if args.out:
-        Path(args.out).write_text(f"Command: `python benchmarks/oracle_ceiling.py {' '.join(argv or sys.argv[1:])}`\n\n" + text)
+    emit(text, args.out, "benchmarks/oracle_ceiling.py", argv)
     return 0
 
 
