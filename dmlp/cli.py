@@ -28,6 +28,14 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _error(message: str) -> None:
+    """``error: message`` on a line of its own: on a terminal, the line a progress bar was
+    drawing when the error came is cleared first."""
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+    print(f"error: {message}", file=sys.stderr)
+
+
 def run_cli(main, argv=None) -> int:
     """Run ``main(argv)``; turn :class:`InputError` into one line on stderr and exit code 2.
 
@@ -37,13 +45,13 @@ def run_cli(main, argv=None) -> int:
     try:
         rc = main(argv)
     except InputError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        _error(_one_line(exc))
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        _error("interrupted")
         return 130
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
-        print(f"error: {where}{_one_line(exc.strerror or exc)}", file=sys.stderr)
+        _error(f"{where}{_one_line(exc.strerror or exc)}")
         return 1
     return 0 if rc is None else int(rc)

@@ -177,6 +177,23 @@ def exact_knn_search(features: torch.Tensor, k: int, *, block_size: int = 1024):
     return idx_out, sim_out
 
 
+def require_search(search: str):
+    """The module a kNN ``search`` needs (faiss for ``"faiss"``, else None), checked up front.
+
+    Raises
+    ------
+    InputError
+        ``search`` is ``"faiss"`` and faiss is not installed.
+    """
+    if search != "faiss":
+        return None
+    try:
+        import faiss
+    except ImportError:
+        raise InputError("graph_search = 'faiss' needs faiss: pip install 'dmlp[faiss]' (or faiss-cpu)") from None
+    return faiss
+
+
 def faiss_knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: int = 7000):
     """The ``k`` most cosine-similar rows of every row (itself excluded), searched by faiss.
 
@@ -191,10 +208,7 @@ def faiss_knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: 
     InputError
         faiss is not installed.
     """
-    try:
-        import faiss
-    except ImportError:
-        raise InputError("graph_search = 'faiss' needs faiss: pip install faiss-cpu") from None
+    faiss = require_search("faiss")
     n = features.shape[0]
     k = min(k, n - 1)
     if n <= 20000:

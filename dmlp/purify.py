@@ -18,6 +18,7 @@ from .config import Config, load_config
 from .decision import BayesDecision
 from .device import dtype_name, native_bf16_cpu, resolve_compute_dtype, resolve_device  # noqa: F401 (public)
 from .eac import AuxiliaryClassifier, LabelledRows
+from .graph import require_search
 from .errors import InputError, check_finite
 from .ipc import make_ipc, meta_ridge_proba
 from .loop import Run, Timings, fit
@@ -137,6 +138,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     start = time.perf_counter()
     with timings("setup"):
         dev = resolve_device(device)
+        if cfg.final_decision == "bayes" and cfg.graph_k > 0:
+            require_search(cfg.graph_search)          # before the loop, not after it
         inputs = _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes, meta_noisy_labels)
         scaling = feature_scaling or fit_feature_scaling(inputs.features, method=cfg.feature_scaling,
                                                          name="features", progress=progress)

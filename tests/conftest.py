@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SHARED_CIFAR10 = ROOT.parent / "shared" / "data" / "cifar10-effnet-lite2"
+# the shared CIFAR-10 features: next to the checkout, or wherever DMLP_CIFAR10_FEATURES points
+SHARED_CIFAR10 = Path(os.environ.get("DMLP_CIFAR10_FEATURES",
+                                     ROOT.parent / "shared" / "data" / "cifar10-effnet-lite2"))
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +30,7 @@ def demo_dir(repo_root) -> Path:
 def shared_cifar10() -> Path:
     needed = ("trainfeatures.npy", "correctlabels.npy", "testfeatures.npy", "testlabels.npy")
     if not all((SHARED_CIFAR10 / f).exists() for f in needed):
-        pytest.skip(f"shared CIFAR-10 features not found in {SHARED_CIFAR10}")
+        pytest.skip(f"shared CIFAR-10 features not found in {SHARED_CIFAR10} (set DMLP_CIFAR10_FEATURES)")
     return SHARED_CIFAR10
 
 

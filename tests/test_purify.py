@@ -1,6 +1,8 @@
 """The purify() loop: partition, feature store, a synthetic case with known truth, determinism."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -147,6 +149,16 @@ def test_posterior_graph_round_runs_end_to_end(mixture, one_thread):
     assert rounds.soft_labels.tobytes() != plain.soft_labels.tobytes()
     np.testing.assert_allclose(rounds.soft_labels.sum(1), 1.0, rtol=1e-5)
     assert (rounds.labels == y[M:]).mean() >= (plain.labels == y[M:]).mean() - 0.01
+
+
+def test_missing_faiss_is_refused_before_the_loop(mixture, monkeypatch):
+    """``graph_search = "faiss"`` without faiss: one InputError before any epoch runs."""
+    monkeypatch.setitem(sys.modules, "faiss", None)          # import faiss -> ImportError
+    epochs = []
+    with pytest.raises(InputError, match="needs faiss"):
+        _run(mixture, load_config("default").replace(epochs=2, graph_search="faiss"),
+             on_epoch_end=lambda epoch, state: epochs.append(epoch))
+    assert epochs == []
 
 
 def test_purify_rejects_meta_set_missing_a_class(mixture):
