@@ -89,9 +89,9 @@ class Config:
     relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)
     relabel_momentum: float = 0.5     # Y <- m * Y + (1 - m) * other view's EAC prediction
     eac_refit_fraction: float = 0.0   # final decision: EAC refitted on the posterior (EM M-step)
+                                      # for this fraction of the loop's epochs (at least one)
     heldout_fraction: float = 0.0     # final decision: cross-fitted classifier on the posterior, for this
                                       # fraction of the loop's epochs (0: none; dmlp/heldout.py)
-                                      # for this fraction of the loop's epochs (at least one)
     relabel_posterior: bool = False   # exchange the Bayes posterior p(c|x) T[c, given], not p(c|x)
 
     # --- additions of the default configuration (see docs/deviations.md) ------------------

@@ -153,7 +153,7 @@ class BayesDecision:
 
     def posterior_graph_evidence(self, affinity, posterior: Posterior, eac: EACEvidence,
                                  graph: GraphEvidence) -> GraphEvidence:
-        """Stage 5: the graph seeded with the posterior; for each meta fold f the training rows
+        """Stage 6: the graph seeded with the posterior; for each meta fold f the training rows
         carry the posterior from the graph term with fold f held out."""
         run = self.run
         given = run.given.cpu().numpy()

@@ -18,8 +18,8 @@ from .config import Config, load_config
 from .decision import BayesDecision
 from .device import dtype_name, native_bf16_cpu, resolve_compute_dtype, resolve_device  # noqa: F401 (public)
 from .eac import AuxiliaryClassifier, LabelledRows
-from .graph import require_search
 from .errors import InputError, check_finite
+from .graph import require_search
 from .ipc import make_ipc, meta_ridge_proba
 from .loop import Run, Timings, fit
 from .scaling import FeatureScaling, fit_feature_scaling
@@ -227,13 +227,16 @@ def _initial_transition(store, meta: MetaSet, given: np.ndarray, n_classes: int,
     return T
 
 
+def _epochs_for(fraction: float, epochs: int) -> int:
+    """Epochs of a final-decision stage given as a fraction of the loop's (at least one; 0: none)."""
+    return max(1, round(fraction * epochs)) if fraction else 0
+
+
 def _bayes_decision(run: Run, cfg: Config, progress: bool) -> BayesDecision:
-    refit = max(1, round(cfg.eac_refit_fraction * cfg.epochs)) if cfg.eac_refit_fraction else 0
-    heldout = max(1, round(cfg.heldout_fraction * cfg.epochs)) if cfg.heldout_fraction else 0
     return BayesDecision(run, run.initial_transition, graph=cfg.graph_params, transition_params=cfg.transition_params,
-                         refit_epochs=refit, first_refit_epoch=cfg.epochs,
-                         compute_dtype=run.compute_dtype, heldout_epochs=heldout,
-                         progress=progress)
+                         refit_epochs=_epochs_for(cfg.eac_refit_fraction, cfg.epochs), first_refit_epoch=cfg.epochs,
+                         compute_dtype=run.compute_dtype,
+                         heldout_epochs=_epochs_for(cfg.heldout_fraction, cfg.epochs), progress=progress)
 
 
 def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, posterior, scaling,

@@ -3,10 +3,11 @@
 A 100,000 x 512 float16 memory map (98 MB; 195 MB as float32) is purified for one epoch with
 ``resident_limit_gb`` set tiny, in a subprocess that samples its anonymous resident memory
 (``RssAnon`` of ``/proc/self/status``, every 5 ms) after the imports and during the run.  The
-peak growth is compared with that of the same run holding the features in RAM: streaming
-must save at least a quarter of their float32 size.  Anonymous memory, not ``ru_maxrss``: the pages of the memory
-map that the reads touch are file-backed and count in the RSS (up to the file's 98 MB, more or
-less depending on what the kernel has reclaimed), but they are the page cache's, not a copy.  The label
+peak growth is compared with that of the same run holding the features in RAM: streaming must
+save at least a quarter of their float32 size.  Anonymous memory, not ``ru_maxrss``: the pages
+of the memory map that the reads touch are file-backed and count in the RSS (up to the file's
+98 MB, more or less depending on what the kernel has reclaimed), but they are the page
+cache's, not a copy.  The label
 state (rows x views x classes, three copies) is inherent to the method; two classes keep it
 small so the features dominate.
 
@@ -17,7 +18,6 @@ IPC/EAC path (FeatureStore + file reads), which must never hold the features who
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -27,9 +27,6 @@ import pytest
 from cli_helpers import ROOT
 
 N, D = 100_000, 512
-# one malloc arena: freed blocks are reused rather than spread over per-thread arenas, so the
-# peak measures what the run holds, not how the allocator happened to scatter it
-ENV = {**os.environ, "MALLOC_ARENA_MAX": "1"}
 
 MEASURE = """
 import sys, threading, time
@@ -78,7 +75,7 @@ def test_streamed_features_keep_rss_bounded(tmp_path):
         out = tmp_path / f"out{limit}"
         argv = ["--config", str(config), "--data", str(data), "--out", str(out), "--quiet"]
         proc = subprocess.run([sys.executable, "-c", MEASURE.format(root=str(ROOT), argv=argv)], cwd=ROOT,
-                              capture_output=True, text=True, timeout=600, env=ENV)
+                              capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         before, after = map(int, proc.stdout.split("RSS_KB")[1].split())
         growth[name] = (after - before) / 1024
