@@ -133,6 +133,7 @@ class Dataset:
     meta_features: Optional[np.ndarray] = None
     meta_labels: Optional[np.ndarray] = None
     files: dict = field(default_factory=dict)
+    n_classes_from: Optional[str] = None   # the file whose largest label set n_classes (None: given)
 
 
 def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress: bool = False) -> Dataset:
@@ -169,13 +170,14 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress
     if (meta_f is None) != (meta_raw is None):
         raise InputError("metafeatures.npy and metalabels.npy must be given together")
 
-    raw_labels = [x for x in (noisy_raw, true_raw, test_raw, meta_raw) if x is not None]
+    n_classes_from = None
     if not n_classes:
         n_classes = 1
-        for arr in raw_labels:
-            a = np.asarray(arr)
-            if a.size and a.dtype.kind in "iuf" and np.isfinite(a).all():
-                n_classes = max(n_classes, int(np.max(a)) + 1)
+        for name, arr in (("trainlabels.npy", noisy_raw), ("correctlabels.npy", true_raw),
+                          ("testlabels.npy", test_raw), ("metalabels.npy", meta_raw)):
+            a = np.asarray(arr) if arr is not None else np.zeros(0)
+            if a.size and a.dtype.kind in "iuf" and np.isfinite(a).all() and int(np.max(a)) + 1 > n_classes:
+                n_classes, n_classes_from = int(np.max(a)) + 1, name
     noisy = check_labels(noisy_raw, "trainlabels.npy", n_classes, N, "trainfeatures.npy")
     true = None if true_raw is None else check_labels(
         np.asarray(true_raw), "correctlabels.npy", n_classes, N, "trainfeatures.npy", allow_unknown=True)
@@ -199,7 +201,7 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress
     if n_classes < 2:
         raise InputError("trainlabels.npy: need at least 2 classes")
     return Dataset(folder, train, noisy, n_classes, true, test, test_labels, meta_f, meta_labels,
-                   {k: v for k, v in files.items() if v.exists()})
+                   {k: v for k, v in files.items() if v.exists()}, n_classes_from)
 
 
 def gram_warning(features, batch_rows: int, ridge: float, name: str = "trainfeatures.npy",

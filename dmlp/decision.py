@@ -22,7 +22,6 @@ from typing import Optional
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .batches import release_freed_memory
 from .config import GraphParams, TransitionParams
@@ -30,6 +29,7 @@ from .graph import knn_graph
 from .heldout import cross_fitted_proba
 from .numerics import safe_log
 from .posterior import GraphEvidence, Posterior, bayes_posterior, graph_evidence, posterior_graph_evidence
+from .progress import progress_bar
 
 
 @dataclass
@@ -77,8 +77,8 @@ class BayesDecision:
         """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
         refit = self.run.eac is not None and self.refit_epochs > 0
         rounds = self.graph.posterior_rounds if self.graph.k > 0 else 0
-        bar = tqdm(total=(5 if refit else 3) + (self.heldout_epochs > 0) + rounds, desc="final decision", unit="stage",
-                   disable=not self.progress, leave=False)
+        bar = progress_bar(total=(5 if refit else 3) + (self.heldout_epochs > 0) + rounds, desc="final decision",
+                           unit="stage", enabled=self.progress)
         stage = lambda name: (bar.set_postfix_str(name), bar.update(0))
         stage("EAC evidence")
         eac = self.eac_evidence(ipc_soft)

@@ -18,12 +18,12 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .batches import FeatureStore
 from .config import ExchangeParams
 from .eac import AuxiliaryClassifier, LabelledRows, exchange, training_targets
 from .ipc import IPCCorrection
+from .progress import progress_bar
 from .state import LabelState, MetaSet
 
 
@@ -70,7 +70,8 @@ def run_epoch(run: Run, state: LabelState) -> dict:
     with run.timings("ipc"):
         loss = run.ipc.epoch_step(state)              # all batches at once (or 0: per batch)
     for k in visit_order(run.seed, epoch, len(run.store)):
-        X_B = run.store.batch(k)
+        with run.timings("read"):                     # a memory map streamed from disk: real time
+            X_B = run.store.batch(k)
         with run.timings("ipc"):
             loss += run.ipc.batch_step(state, k, X_B)
         if run.eac is not None:
@@ -113,15 +114,15 @@ def fit(run: Run, state: LabelState, epochs: int, *, progress: bool = True,
     ``on_epoch_end(epoch, state_fn)`` is called after each epoch; ``state_fn()`` returns the
     checkpoint to save (:meth:`LabelState.state_dict` plus EAC's ``"eac"``).
     """
-    bar = tqdm(total=epochs, initial=state.epochs_done, desc="DMLP", unit="epoch",
-               disable=not progress, leave=False)
+    bar = progress_bar(total=epochs, initial=state.epochs_done, desc="DMLP", unit="epoch", enabled=progress)
     while state.epochs_done < epochs:
         record = run_epoch(run, state)
         bar.update()
         if "label_accuracy" in record:
             bar.set_postfix(label_acc=f"{record['label_accuracy']:.4f}")
         if on_epoch_end is not None:
-            on_epoch_end(state.epochs_done - 1, lambda: checkpoint(run, state))
+            with run.timings("checkpoint"):
+                on_epoch_end(state.epochs_done - 1, lambda: checkpoint(run, state))
     bar.close()
 
 

@@ -46,8 +46,31 @@ def check_meta_indices(indices, n_rows: int, name: str) -> np.ndarray:
     return np.sort(idx.astype(np.int64))
 
 
-def check_meta_labels(labels, n_classes: int, what: str) -> np.ndarray:
-    """A meta set needs at least C rows and one row of every class; ``what`` names its source."""
+def check_meta_labels(labels, n_classes: int, what: str, *, n_classes_from: Optional[str] = None) -> np.ndarray:
+    """Check that a meta set has at least C rows and one row of every class.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (M,)
+        The meta set's clean labels, already checked to lie in ``0..n_classes-1``.
+    n_classes : int
+    what : str
+        Names the meta set's source in the error (a file, a flag).
+    n_classes_from : str, optional
+        The file whose largest label set ``n_classes`` when the class count was inferred; named
+        in the error when the meta set lacks that top class, since the mistake is then usually a
+        stray label in that file rather than a gap in the meta set.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``labels`` as an array.
+
+    Raises
+    ------
+    InputError
+        Naming the source, the missing classes (at most ten) and the class count.
+    """
     labels = np.asarray(labels)
     if len(labels) < n_classes:
         raise InputError(f"{what}: meta set has {len(labels)} rows, fewer than the {n_classes} classes "
@@ -55,8 +78,12 @@ def check_meta_labels(labels, n_classes: int, what: str) -> np.ndarray:
     missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        why = "every class needs a clean example"
+        if n_classes_from is not None and missing[-1] == n_classes - 1:
+            why += (f"; the class count {n_classes} is inferred from the largest label, {n_classes - 1}, in "
+                    f"{n_classes_from}: if that label is a mistake, correct it")
         raise InputError(f"{what}: meta set has no row of class {shown} "
-                         f"({len(missing)} of {n_classes} classes missing; every class needs a clean example)")
+                         f"({len(missing)} of {n_classes} classes missing; {why})")
     return labels
 
 

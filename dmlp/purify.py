@@ -25,7 +25,8 @@ from .loop import Run, Timings, fit
 from .scaling import FeatureScaling, fit_feature_scaling
 from .state import LabelState, MetaSet, label_distribution  # noqa: F401 (public)
 from .transition import TransitionModel, estimate_transition, transition_counts, transition_from_posteriors
-from .validation import check_features, check_labels, check_meta_covers_classes
+from .meta import check_meta_labels
+from .validation import check_features, check_labels
 
 
 @dataclass
@@ -36,7 +37,7 @@ class PurifyResult:
     label_quality: np.ndarray     # (N,) float32, estimated probability that the given label is right
     n_changed: int
     history: list = field(default_factory=list)   # per epoch: loss, and accuracy if truth given
-    timings: dict = field(default_factory=dict)   # seconds: setup, ipc, eac, final, total
+    timings: dict = field(default_factory=dict)   # seconds: setup, read, ipc, eac, checkpoint, final, total
     eac_weight: Optional[np.ndarray] = None       # (d, V*C) auxiliary classifiers, for test accuracy
     eac_bias: Optional[np.ndarray] = None
     n_views: int = 1
@@ -134,7 +135,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     >>> clean_labels = result.labels                                         # doctest: +SKIP
     """
     cfg = config if config is not None else load_config("default")
-    timings = Timings(setup=0.0, ipc=0.0, eac=0.0, final=0.0)
+    timings = Timings(setup=0.0, read=0.0, ipc=0.0, eac=0.0, checkpoint=0.0, final=0.0)
     start = time.perf_counter()
     with timings("setup"):
         dev = resolve_device(device)
@@ -178,7 +179,7 @@ def _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes,
     C = int(n_classes or max(int(noisy.max()), int(meta_y.max())) + 1)
     check_labels(noisy, "noisy_labels", C)
     check_labels(meta_y, "meta_labels", C)
-    check_meta_covers_classes(meta_y, C)
+    check_meta_labels(meta_y, C, "meta_labels", n_classes_from=None if n_classes else "noisy_labels")
     meta_given = None if meta_noisy_labels is None else check_labels(
         meta_noisy_labels, "meta_noisy_labels", C, n_rows=len(meta_y), rows_of="meta_labels")
     return _Inputs(features, noisy, meta_features, meta_y, meta_given, C)

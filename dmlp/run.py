@@ -211,11 +211,11 @@ def _select_meta(args, cfg, data) -> MetaSelection:
         idx = auto_meta_indices(everything, data.noisy_labels, C, size, cfg.seed,
                                 scaling=fit_feature_scaling(everything, method=cfg.feature_scaling,
                                                             name="trainfeatures.npy"))
-        check_meta_labels(data.noisy_labels[idx], C, "--meta auto")
+        check_meta_labels(data.noisy_labels[idx], C, "--meta auto", n_classes_from=data.n_classes_from)
         return MetaSelection(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
                        f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
     elif data.meta_features is not None and args.meta_size is None:
-        check_meta_labels(data.meta_labels, C, "metalabels.npy")
+        check_meta_labels(data.meta_labels, C, "metalabels.npy", n_classes_from=data.n_classes_from)
         return MetaSelection(data.meta_features, data.meta_labels, np.zeros(0, np.int64), None,
                        "metafeatures.npy / metalabels.npy")
     else:
@@ -238,7 +238,7 @@ def _select_meta(args, cfg, data) -> MetaSelection:
             "" if n_known == N else f" from the {n_known} rows whose true label is known")
         what += " (labels from correctlabels.npy)"
     labels = data.true_labels[idx]
-    check_meta_labels(labels, C, what)
+    check_meta_labels(labels, C, what, n_classes_from=data.n_classes_from)
     if len(idx) >= N:
         raise InputError(f"{what}: the meta set takes all {N} training rows, none is left to purify")
     return MetaSelection(_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
@@ -485,11 +485,10 @@ def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
 
 def _predict_test(result, test_features, quiet: bool, block: int = 8192) -> np.ndarray:
     """The EAC classifier's test-set predictions, read from the file block by block."""
-    from tqdm import tqdm
+    from .progress import progress_bar
     starts = range(0, test_features.shape[0], block)
     pred = [result.eac_predict_proba(read_rows(test_features, slice(s, s + block)).astype(np.float32)).argmax(1)
-            for s in tqdm(starts, desc="test set", unit="block", disable=quiet or len(starts) < 4,
-                          leave=False)]
+            for s in progress_bar(starts, desc="test set", unit="block", enabled=not quiet and len(starts) >= 4)]
     return np.concatenate(pred)
 
 

@@ -116,8 +116,8 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
     chunk = max(1, SCALING_CHUNK_ELEMENTS // d)
     starts = range(0, n, chunk)
     if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="feature statistics", unit="chunk", leave=False)
+        from .progress import progress_bar
+        starts = progress_bar(starts, desc="feature statistics", unit="chunk")
     for start in starts:
         block = features[start:start + chunk]
         block = block.double().cpu().numpy() if torch.is_tensor(block) else np.asarray(block, np.float64)

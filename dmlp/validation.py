@@ -28,9 +28,9 @@ def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
         raise InputError(f"{name}: empty feature matrix (shape {array.shape})")
     if check_finite:
         chunk_rows = max(1, chunk_bytes // (array.shape[1] * array.dtype.itemsize))
-        from tqdm import tqdm
-        for start in tqdm(range(0, array.shape[0], chunk_rows), desc=f"checking {name}", unit="chunk",
-                          leave=False, disable=not progress or array.nbytes < 256 * 2 ** 20):
+        from .progress import progress_bar
+        for start in progress_bar(range(0, array.shape[0], chunk_rows), desc=f"checking {name}", unit="chunk",
+                                  enabled=progress and array.nbytes >= 256 * 2 ** 20):
             from .data import read_rows     # the loader's pread of memory maps
             block = read_rows(array, slice(start, start + chunk_rows))
             if not np.isfinite(block).all():
@@ -66,17 +66,3 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
     if n_classes is not None and labels.size and labels.max() >= n_classes:
         raise InputError(f"{name}: label {int(labels.max())} out of range for {n_classes} classes")
     return labels
-
-
-def check_meta_covers_classes(meta_labels: np.ndarray, n_classes: int, name: str = "meta_labels") -> None:
-    """Raise :class:`InputError` unless every class ``0..n_classes-1`` has a meta row.
-
-    Raises
-    ------
-    InputError
-        Naming the classes without a clean example (at most ten of them).
-    """
-    missing = sorted(set(range(n_classes)) - set(np.asarray(meta_labels).tolist()))
-    if missing:
-        raise InputError(f"{name}: meta set has no row of class(es) {missing[:10]}: "
-                         "every class needs a clean example")

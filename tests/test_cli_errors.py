@@ -125,6 +125,16 @@ def _meta_files_missing_class(data, tmp):
     _save(data, "metalabels.npy", y)
 
 
+def _stray_label_no_class_count(data, tmp):
+    """A training label equal to C, with meta files and a config that leaves n_classes to the labels."""
+    _meta_files_missing_class(data, tmp)
+    _save(data, "metalabels.npy", np.arange(40) % C)
+    y = _load(data, "trainlabels.npy"); y[5] = C
+    _save(data, "trainlabels.npy", y)
+    (tmp / "inferred.toml").write_text('inherit = "default"\nname = "inferred"\n')
+    return ["--config", tmp / "inferred.toml"]
+
+
 def _meta_files_too_small(data, tmp):
     _save(data, "metafeatures.npy", _load(data, "trainfeatures.npy")[:5])
     _save(data, "metalabels.npy", np.arange(5))
@@ -260,6 +270,9 @@ CASES = [
     ("empty file", _empty_file, "trainlabels.npy: not a valid .npy file"),
     ("object-dtype (pickled) array", _pickled, "trainlabels.npy: holds an object (pickled) array"),
     ("metalabels.npy lacks a class", _meta_files_missing_class, "metalabels.npy: meta set has no row of class 3"),
+    ("stray training label, class count inferred", _stray_label_no_class_count,
+     f"metalabels.npy: meta set has no row of class {C} (1 of {C + 1} classes missing; every class needs a clean "
+     f"example; the class count {C + 1} is inferred from the largest label, {C}, in trainlabels.npy"),
     ("metalabels.npy has fewer rows than classes", _meta_files_too_small,
      f"metalabels.npy: meta set has 5 rows, fewer than the {C} classes"),
     ("metafeatures.npy without metalabels.npy", _meta_files_alone,

@@ -161,6 +161,20 @@ def test_missing_faiss_is_refused_before_the_loop(mixture, monkeypatch):
     assert epochs == []
 
 
+def test_timings_account_for_the_total(mixture, tmp_path):
+    """The phases of ``PurifyResult.timings`` (checkpoint writes and streamed reads included) add
+    up to ``total``: the untimed remainder is bookkeeping, well under the timed phases."""
+    import torch
+    cfg = load_config("default").replace(epochs=3, batch_size=700)
+    res = _run(mixture, cfg, on_epoch_end=lambda epoch, state: torch.save(state(), tmp_path / "c.pt"))
+    t = res.timings
+    parts = sum(v for k, v in t.items() if k != "total")
+    assert set(t) == {"setup", "read", "ipc", "eac", "checkpoint", "final", "total"}
+    assert t["checkpoint"] > 0
+    assert parts <= t["total"] + 1e-6
+    assert t["total"] - parts < 0.1 * t["total"], t
+
+
 def test_purify_rejects_meta_set_missing_a_class(mixture):
     X, y, noisy = mixture
     keep = y[:M] != 4

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..data import load_npy
 from ..errors import InputError
+from ..progress import progress_bar
 from ..cli import ArgumentParser
 from ..io import save_json
 from .backbones import ARCHS, STEMS
@@ -73,7 +73,7 @@ def extract(source: ImageSource, model, out_path, *, batch_size=256, device="cpu
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", shape=(n, dim),
                                         dtype=np.float16 if float16 else np.float32)
-        bar = tqdm(total=n, unit="img", disable=not progress, file=sys.stderr, desc="features")
+        bar = progress_bar(total=n, unit="img", enabled=progress, desc="features", leave=True)
         for start in range(0, n, batch_size):
             idx = range(start, min(start + batch_size, n))
             images = [source.load(i, resize, crop) for i in idx]
