@@ -76,6 +76,8 @@ ABLATIONS: List[Tuple[str, str, Dict[str, object]]] = [
      "from all rows' posteriors", {"transition_em_steps": 0}),
     ("no EAC refit on the posterior", "EAC not refitted on the posterior before the final decision "
      "(no M-step)", {"eac_refit_fraction": 0.0}),
+    ("no held-out classifier", "no cross-fitted classifier on the posterior as an expert of the "
+     "final decision (heldout_fraction 0)", {"heldout_fraction": 0.0}),
     # choices of the implementation that change the labels a little (not the method)
     ("graph on raw features, 1,800 candidates", "kNN graph on the raw 512-d features, each row "
      "compared with ~1,800 others (8 inverted-file probes; before 256 PCA dims and 7,000)",
