@@ -4,7 +4,8 @@ The files are read with :mod:`importlib.resources`, so they are found in a sourc
 editable install and an installed wheel alike; TOML is parsed by :mod:`tomllib` (Python 3.11+)
 or its backport ``tomli`` (Python 3.9 and 3.10).
 
-A config file may name a base with ``inherit = "default"``; its keys override the base's.
+A config file may name a base with ``inherit = "paper"`` (or any config); its keys override the
+base's.  A file of one's own without ``inherit`` refines ``default``, the default method.
 Every hyper-parameter of the method lives in :class:`Config`; the CLI overrides the common
 ones.  Unknown keys are refused with the list of valid keys, so a typo never passes silently.
 """
@@ -336,6 +337,8 @@ def _read_toml(path: Path, seen: tuple = ()) -> dict:
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path.name}: invalid TOML ({exc})") from None
     base = values.pop("inherit", None)
+    if base is None and path.resolve().parent != CONFIG_DIR.resolve():
+        base = "default"                   # a user's file refines the default method unless it says otherwise
     if base is None:
         return values
     base_path = Path(base)

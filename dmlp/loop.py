@@ -22,6 +22,7 @@ import torch
 from .batches import FeatureStore
 from .config import ExchangeParams
 from .eac import AuxiliaryClassifier, LabelledRows, exchange, training_targets
+from .errors import check_finite
 from .ipc import IPCCorrection
 from .progress import progress_bar
 from .state import LabelState, MetaSet
@@ -80,7 +81,8 @@ def run_epoch(run: Run, state: LabelState) -> dict:
     if run.eac is not None and run.exchange.every and (epoch + 1) % run.exchange.every == 0:
         with run.timings("eac"):
             exchange_views(run, state, epoch)
-    return state.record(loss / len(run.store), run.truth)
+    with run.timings("report"):                       # the epoch's history entry (label accuracy)
+        return state.record(loss / len(run.store), run.truth)
 
 
 def eac_step(run: Run, state: LabelState, k: int, X_B: torch.Tensor) -> None:
@@ -117,6 +119,7 @@ def fit(run: Run, state: LabelState, epochs: int, *, progress: bool = True,
     bar = progress_bar(total=epochs, initial=state.epochs_done, desc="DMLP", unit="epoch", enabled=progress)
     while state.epochs_done < epochs:
         record = run_epoch(run, state)
+        check_finite(np.array([record["meta_loss"]]), f"IPC's meta loss at epoch {state.epochs_done}")
         bar.update()
         if "label_accuracy" in record:
             bar.set_postfix(label_acc=f"{record['label_accuracy']:.4f}")

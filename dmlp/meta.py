@@ -58,8 +58,8 @@ def check_meta_labels(labels, n_classes: int, what: str, *, n_classes_from: Opti
         Names the meta set's source in the error (a file, a flag).
     n_classes_from : str, optional
         The file whose largest label set ``n_classes`` when the class count was inferred; named
-        in the error when the meta set lacks that top class, since the mistake is then usually a
-        stray label in that file rather than a gap in the meta set.
+        in the error, since the mistake is then often a stray label in that file rather than a
+        gap in the meta set.
 
     Returns
     -------
@@ -79,7 +79,7 @@ def check_meta_labels(labels, n_classes: int, what: str, *, n_classes_from: Opti
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
         why = "every class needs a clean example"
-        if n_classes_from is not None and missing[-1] == n_classes - 1:
+        if n_classes_from is not None:
             why += (f"; the class count {n_classes} is inferred from the largest label, {n_classes - 1}, in "
                     f"{n_classes_from}: if that label is a mistake, correct it")
         raise InputError(f"{what}: meta set has no row of class {shown} "

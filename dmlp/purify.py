@@ -22,7 +22,7 @@ from .errors import InputError, check_finite
 from .graph import require_search
 from .ipc import make_ipc, meta_ridge_proba
 from .loop import Run, Timings, fit
-from .scaling import FeatureScaling, fit_feature_scaling
+from .scaling import FeatureScaling, check_outlier_rows, fit_feature_scaling
 from .state import LabelState, MetaSet, label_distribution  # noqa: F401 (public)
 from .transition import TransitionModel, estimate_transition, transition_counts, transition_from_posteriors
 from .meta import check_meta_labels
@@ -37,7 +37,7 @@ class PurifyResult:
     label_quality: np.ndarray     # (N,) float32, estimated probability that the given label is right
     n_changed: int
     history: list = field(default_factory=list)   # per epoch: loss, and accuracy if truth given
-    timings: dict = field(default_factory=dict)   # seconds: setup, read, ipc, eac, checkpoint, final, total
+    timings: dict = field(default_factory=dict)   # seconds: setup, read, ipc, eac, report, checkpoint, final, total
     eac_weight: Optional[np.ndarray] = None       # (d, V*C) auxiliary classifiers, for test accuracy
     eac_bias: Optional[np.ndarray] = None
     n_views: int = 1
@@ -135,7 +135,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     >>> clean_labels = result.labels                                         # doctest: +SKIP
     """
     cfg = config if config is not None else load_config("default")
-    timings = Timings(setup=0.0, read=0.0, ipc=0.0, eac=0.0, checkpoint=0.0, final=0.0)
+    timings = Timings(setup=0.0, read=0.0, ipc=0.0, eac=0.0, report=0.0, checkpoint=0.0, final=0.0)
     start = time.perf_counter()
     with timings("setup"):
         dev = resolve_device(device)
@@ -171,6 +171,7 @@ def _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes,
     else:                       # a memory map's finiteness is the loader's to check, once
         check_features(features, "features", check_finite=type(features) is np.ndarray)
     meta_features = check_features(np.asarray(meta_features), "meta_features")
+    check_outlier_rows(meta_features, "meta_features")
     N, d = features.shape
     if meta_features.shape[1] != d:
         raise InputError(f"meta_features have {meta_features.shape[1]} columns but features have {d}")

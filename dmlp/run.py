@@ -107,12 +107,9 @@ def _read_fingerprint(summary: Path):
         return None
 
 
-def _check_out(out: Path, fingerprint: str, overwrite: bool, resume: bool):
-    """Validate ``--out`` without creating or changing anything.
-
-    Returns ``(checkpoint, complete)``: the checkpoint to resume from (or ``None``) and whether
-    OUT already holds the complete results of exactly this run.
-    """
+def _check_out_path(out: Path) -> None:
+    """The cheap checks of ``--out`` (a folder, or creatable below a folder), made before the
+    data are read so that a mistyped OUT is reported at once."""
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     parent = out
@@ -120,6 +117,15 @@ def _check_out(out: Path, fingerprint: str, overwrite: bool, resume: bool):
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"--out {out}: cannot create the output folder, {parent} is a file, not a folder")
+
+
+def _check_out(out: Path, fingerprint: str, overwrite: bool, resume: bool):
+    """Validate ``--out`` without creating or changing anything.
+
+    Returns ``(checkpoint, complete)``: the checkpoint to resume from (or ``None``) and whether
+    OUT already holds the complete results of exactly this run.
+    """
+    _check_out_path(out)
     if not out.exists():
         if resume:
             log.warning("--resume: %s does not exist yet, nothing to resume: starting from epoch 0", out)
@@ -222,6 +228,9 @@ def _select_meta(args, cfg, data) -> MetaSelection:
         if data.true_labels is None:
             raise InputError(f"{data.folder}: no correctlabels.npy and no metafeatures.npy/metalabels.npy: "
                              "give --meta-index, or --meta auto to run without clean labels")
+        if not (data.true_labels >= 0).any():
+            raise InputError("correctlabels.npy: no row has a known true label (all -1), so no meta set can be "
+                             "drawn: give metafeatures.npy/metalabels.npy, --meta-index, or --meta auto")
         size = args.meta_size if args.meta_size is not None else cfg.meta_size
         what = f"--meta-size {size}" if args.meta_size is not None else f"meta_size = {size} (config {cfg.name})"
         if size < C:
@@ -319,10 +328,12 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     phase = _Phases(args.quiet)
     # --- validate every input before anything is created or written -----------------------
     cfg, data_dir, default_out = _resolve_inputs(args)
-    for flag, value in (("--epochs", cfg.epochs), ("--meta-size", args.meta_size)):
+    epochs_from = "--epochs" if args.epochs is not None else f"config {cfg.name}: epochs"
+    for flag, value in ((epochs_from, cfg.epochs), ("--meta-size", args.meta_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
     _check_plotting(args.plot)
+    _check_out_path(Path(args.out).absolute() if args.out else default_out)
     phase(f"reading and checking {data_dir}")
     data = load_dataset(data_dir, 0, progress=not args.quiet)
     if cfg.n_classes and cfg.n_classes != data.n_classes:
@@ -333,7 +344,11 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     meta = _select_meta(args, cfg, data)
     from .device import dtype_name, native_bf16_cpu, resolve_compute_dtype, resolve_device
     from .purify import purify
-    from .scaling import fit_feature_scaling             # torch: only once the data are known good
+    from .scaling import check_outlier_rows, fit_feature_scaling   # torch: only once the data are known good
+    if len(meta.indices):
+        check_outlier_rows(meta.features, "trainfeatures.npy", row_numbers=np.sort(meta.indices))
+    else:
+        check_outlier_rows(meta.features, "metafeatures.npy")
     try:
         device = resolve_device(args.device)
     except InputError as exc:                            # the library names the argument, we the flag
@@ -351,7 +366,7 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         truth = None                                     # no known true label among the purified rows
     n_batches = max(1, -(-len(rows) // max(1, cfg.batch_size)))
     scaling = fit_feature_scaling(features, method=cfg.feature_scaling, name="trainfeatures.npy",
-                                  progress=not args.quiet)
+                                  progress=not args.quiet, row_numbers=rows)
     gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed,
                              scaling=scaling)
 

@@ -29,6 +29,8 @@ from .errors import InputError
 SCALING_METHODS = ("rms", "standardise", "none")
 SCALING_CHUNK_ELEMENTS = 2 ** 20    # values read per chunk of the statistics pass (8 MB in float64)
 CONSTANT_COLUMN_FLOOR = 1e-12       # a column's variance below this times the largest is constant
+OUTLIER_NORM_RATIO = 1e3            # a row this many times the others' RMS norm is corrupt, not data
+OUTLIER_VARIANCE_SHARE = 0.5        # ... as is one row holding this share of all rows' variance
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ class FeatureScaling:
 
 
 def fit_feature_scaling(features, *, method: str = "rms", name: str = "features",
-                        progress: bool = False) -> FeatureScaling:
+                        progress: bool = False, row_numbers=None) -> FeatureScaling:
     """Estimate the scaling of :class:`FeatureScaling` from the training rows.
 
     One pass over ``features`` in chunks of ``SCALING_CHUNK_ELEMENTS`` values (a memory map is read,
@@ -99,6 +101,8 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
         How messages name ``features``.
     progress : bool
         Show a progress bar over the chunks.
+    row_numbers : array-like of int, shape (N,), optional
+        How messages number the rows (their rows in a file, when ``features`` is a subset).
 
     Returns
     -------
@@ -107,7 +111,9 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
     Raises
     ------
     InputError
-        If ``method`` is unknown, or the features are constant (every row the same).
+        If ``method`` is unknown, the features are constant (every row the same), or one row
+        is an outlier that would set the scale alone (its norm over 1,000 times the others', or
+        half of all rows' variance in that one row).
     """
     if method not in SCALING_METHODS:
         raise InputError(f"feature_scaling: {method!r} is not one of {', '.join(SCALING_METHODS)}")
@@ -118,11 +124,19 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
     if progress:
         from .progress import progress_bar
         starts = progress_bar(starts, desc="feature statistics", unit="chunk")
+    centre = None                    # the first chunk's median: a provisional centre for the row norms
+    chunk_largest, chunk_rest = [], []   # per chunk: its largest squared row norm, the sum of the rest
     for start in starts:
         block = features[start:start + chunk]
         block = block.double().cpu().numpy() if torch.is_tensor(block) else np.asarray(block, np.float64)
         b = len(block)
         block_mean = block.mean(0)
+        centre = np.median(block, 0) if centre is None else centre      # robust to an outlier in it
+        norm_sq = ((block - centre) ** 2).sum(1)
+        top = int(norm_sq.argmax())
+        chunk_largest.append((float(norm_sq[top]), start + top))
+        norm_sq[top] = 0.0                       # the rest summed apart: no cancellation against it
+        chunk_rest.append(float(norm_sq.sum()))
         block_m2 = ((block - block_mean) ** 2).sum(0)
         delta = block_mean - mean
         total = count + b
@@ -135,6 +149,10 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
         raise InputError(f"{name}: feature values too large to scale (variance overflows float64)")
     if mean_variance <= 0:
         raise InputError(f"{name}: every row has the same features (zero variance): nothing to learn from")
+    k = int(np.argmax([v for v, _ in chunk_largest]))
+    others_sq = sum(chunk_rest) + sum(v for j, (v, _) in enumerate(chunk_largest) if j != k)
+    row = chunk_largest[k][1] if row_numbers is None else int(row_numbers[chunk_largest[k][1]])
+    _check_no_dominant_row(chunk_largest[k][0], others_sq, count, row, name)
     rms_norm = float(np.sqrt(variance.sum()))
     if method == "none":
         return FeatureScaling(method, np.zeros(d), np.ones(d), rms_norm)
@@ -144,3 +162,39 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
         constant = variance <= CONSTANT_COLUMN_FLOOR * variance.max()
         scale = np.where(constant, 0.0, 1.0 / np.sqrt(np.where(constant, 1.0, variance)))
     return FeatureScaling(method, mean, scale, rms_norm)
+
+
+def _check_no_dominant_row(norm_sq_max: float, others_sq: float, n_rows: int, row: int, name: str) -> None:
+    """Refuse a row whose (provisionally centred) norm dwarfs all the others'.
+
+    One corrupt row (an entry of 1e8 among features of norm ~10) holds nearly all the variance:
+    the global scale then shrinks every other row towards zero and the labels become noise, with
+    no error anywhere downstream.  No real feature row is a thousand times the others' RMS norm,
+    or holds half the variance of thousands of rows.
+    """
+    others = others_sq / max(n_rows - 1, 1)           # summed apart: no cancellation against the outlier
+    norm_sq_total = norm_sq_max + others_sq
+    dominant = n_rows >= 4 and norm_sq_max > OUTLIER_VARIANCE_SHARE * norm_sq_total
+    if n_rows > 1 and (dominant or norm_sq_max > OUTLIER_NORM_RATIO ** 2 * max(others, 0.0)):
+        ratio = "infinitely" if others <= 0 else f"{np.sqrt(norm_sq_max / others):.3g} times"
+        raise InputError(f"{name}: row {row} is an outlier ({ratio} the RMS norm of the other rows, "
+                         f"{100 * norm_sq_max / norm_sq_total:.0f} % of all the variance); it would set the "
+                         "feature scaling alone: remove or fix that row")
+
+
+def check_outlier_rows(features: np.ndarray, name: str, row_numbers=None) -> None:
+    """Refuse an in-memory feature matrix (e.g. the meta rows) one of whose rows dwarfs the others.
+
+    The rule of :func:`fit_feature_scaling` (its ``Raises``), on rows centred at their mean;
+    ``row_numbers`` (shape (M,)) numbers the rows in messages, as there.
+
+    Raises
+    ------
+    InputError
+        Naming ``name`` and the row.
+    """
+    X = np.asarray(features, np.float64)
+    norm_sq = ((X - X.mean(0)) ** 2).sum(1)
+    top = int(norm_sq.argmax())
+    row = top if row_numbers is None else int(row_numbers[top])
+    _check_no_dominant_row(float(norm_sq[top]), float(np.delete(norm_sq, top).sum()), len(X), row, name)

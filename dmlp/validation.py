@@ -56,7 +56,7 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
     if array.dtype.kind == "f":
         if not np.isfinite(array).all() or not np.all(array == np.round(array)):
             raise InputError(f"{name}: labels must be integers, got non-integer {array.dtype} values")
-    elif array.dtype.kind not in "iub":
+    elif array.dtype.kind not in "iu":                  # bool too: True/False are no class indices
         raise InputError(f"{name}: labels must be integers, got dtype {array.dtype}")
     labels = array.astype(np.int64)
     floor = -1 if allow_unknown else 0

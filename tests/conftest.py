@@ -11,9 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# the shared CIFAR-10 features: next to the checkout, or wherever DMLP_CIFAR10_FEATURES points
-SHARED_CIFAR10 = Path(os.environ.get("DMLP_CIFAR10_FEATURES",
-                                     ROOT.parent / "shared" / "data" / "cifar10-effnet-lite2"))
+from shared_data import HOW, SHARED_CIFAR10  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +28,7 @@ def demo_dir(repo_root) -> Path:
 def shared_cifar10() -> Path:
     needed = ("trainfeatures.npy", "correctlabels.npy", "testfeatures.npy", "testlabels.npy")
     if not all((SHARED_CIFAR10 / f).exists() for f in needed):
-        pytest.skip(f"shared CIFAR-10 features not found in {SHARED_CIFAR10} (set DMLP_CIFAR10_FEATURES)")
+        pytest.skip(f"shared CIFAR-10 features not found in {SHARED_CIFAR10} ({HOW})")
     return SHARED_CIFAR10
 
 

@@ -135,6 +135,26 @@ def _stray_label_no_class_count(data, tmp):
     return ["--config", tmp / "inferred.toml"]
 
 
+def _features_outlier_row(data, tmp):
+    X = _load(data, "trainfeatures.npy"); X[123, 4] = 1e30
+    _save(data, "trainfeatures.npy", X)
+
+
+def _meta_outlier_row(data, tmp):
+    _meta_files_missing_class(data, tmp)
+    X = _load(data, "metafeatures.npy"); X[7, 2] = -1e20
+    _save(data, "metafeatures.npy", X)
+    _save(data, "metalabels.npy", np.arange(40) % C)
+
+
+def _correct_all_unknown(data, tmp):
+    _save(data, "correctlabels.npy", np.full(N, -1, np.int64))
+
+
+def _label_bool(data, tmp):
+    _save(data, "trainlabels.npy", _load(data, "trainlabels.npy") > 4)
+
+
 def _meta_files_too_small(data, tmp):
     _save(data, "metafeatures.npy", _load(data, "trainfeatures.npy")[:5])
     _save(data, "metalabels.npy", np.arange(5))
@@ -273,6 +293,11 @@ CASES = [
     ("stray training label, class count inferred", _stray_label_no_class_count,
      f"metalabels.npy: meta set has no row of class {C} (1 of {C + 1} classes missing; every class needs a clean "
      f"example; the class count {C + 1} is inferred from the largest label, {C}, in trainlabels.npy"),
+    ("one corrupt feature row", _features_outlier_row, "trainfeatures.npy: row 123 is an outlier"),
+    ("one corrupt metafeatures row", _meta_outlier_row, "metafeatures.npy: row 7 is an outlier"),
+    ("correctlabels.npy all unknown", _correct_all_unknown,
+     "correctlabels.npy: no row has a known true label (all -1)"),
+    ("boolean labels", _label_bool, "trainlabels.npy: labels must be integers, got dtype bool"),
     ("metalabels.npy has fewer rows than classes", _meta_files_too_small,
      f"metalabels.npy: meta set has 5 rows, fewer than the {C} classes"),
     ("metafeatures.npy without metalabels.npy", _meta_files_alone,

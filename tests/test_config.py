@@ -136,3 +136,12 @@ def test_every_setting_has_a_paper_twin():
     for s in settings:
         ours, twin = load_config(s), load_config(f"{s}_paper")
         assert (ours.data, ours.n_classes) == (twin.data, twin.n_classes), s
+
+
+def test_a_file_without_inherit_refines_the_default(tmp_path):
+    """A user's config without ``inherit`` is the default method with its keys changed, not the
+    bare ``Config`` fields (which are the paper's)."""
+    cfg = load_config(str(_write(tmp_path / "mine.toml", "epochs = 3\n")))
+    assert cfg.replace(name="default", epochs=100) == load_config("default")
+    paper = load_config(str(_write(tmp_path / "p.toml", 'inherit = "paper"\nepochs = 3\n')))
+    assert paper.replace(name="paper", epochs=100) == load_config("paper")

@@ -21,9 +21,9 @@ pytest.importorskip("PIL")
 from dmlp.cli import run_cli  # noqa: E402
 from dmlp.features.backbones import build_backbone  # noqa: E402
 from dmlp.features.extract import main  # noqa: E402
+from shared_data import HOW, SHARED_JPEGS  # noqa: E402
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-ARCHIVE = SHARED / "data" / "cifar10-jpeg.tar.gz"
+ARCHIVE = SHARED_JPEGS
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PER_CLASS = 30
 
@@ -31,7 +31,7 @@ PER_CLASS = 30
 @pytest.fixture(scope="module")
 def image_root(tmp_path_factory):
     if not ARCHIVE.exists():
-        pytest.skip(f"{ARCHIVE} not available")
+        pytest.skip(f"{ARCHIVE} not available ({HOW})")
     root = tmp_path_factory.mktemp("imgs")
     pattern = re.compile(r"^cifar10-jpeg/train/([a-z]+)/(\d+)\.jpg$")
     with tarfile.open(ARCHIVE) as tar:

@@ -15,11 +15,12 @@ import cli_helpers
 from cli_helpers import assert_cli_error
 
 from dmlp.errors import InputError
+from shared_data import HOW, SHARED_CIFAR10
 from dmlp.noise import (CIFAR10_ASYM, CIFAR100_COARSE, cifar100_asym_transition, make_noisy_labels,
                         noise_report)
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "cifar10-effnet-lite2"
+SHARED = SHARED_CIFAR10
 SCRIPT = ROOT / "scripts" / "make_noisy_labels.py"
 
 
@@ -27,7 +28,7 @@ SCRIPT = ROOT / "scripts" / "make_noisy_labels.py"
 def cifar10_labels():
     path = SHARED / "correctlabels.npy"
     if not path.exists():
-        pytest.skip(f"shared data not available ({path})")
+        pytest.skip(f"shared data not available ({path}; {HOW})")
     return np.load(path)
 
 

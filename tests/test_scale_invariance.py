@@ -3,22 +3,22 @@ by 1e-3 ... 1e3, or shifted by a constant vector, give the accuracy of the featu
 are (within 0.2 points, all 49,000 purified rows), and every output is finite."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dmlp import load_config, purify
 from dmlp.noise import make_noisy_labels
+from shared_data import HOW, SHARED_CIFAR10
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-effnet-lite2"
+SHARED = SHARED_CIFAR10
 SCALES = (1e-3, 0.1, 10.0, 1e3)
 
 
 @pytest.fixture(scope="module")
 def cifar():
     if not (SHARED / "trainfeatures.npy").exists():
-        pytest.skip(f"{SHARED} not available")
+        pytest.skip(f"{SHARED} not available ({HOW})")
     X = np.load(SHARED / "trainfeatures.npy").astype(np.float32)
     y = np.load(SHARED / "correctlabels.npy")
     meta = np.sort(np.random.default_rng(0).choice(len(y), 1000, replace=False))

@@ -70,3 +70,29 @@ def test_standardise_leaves_constant_columns_at_zero():
     X[:, 3] = 5.0
     Z = fit_feature_scaling(X, method="standardise").apply(X)
     assert np.isfinite(Z).all() and np.all(Z[:, 3] == 0)
+
+
+@pytest.mark.parametrize("chunk_elements", [2 ** 20, 64 * 16])    # the outlier in the first chunk, or later
+def test_one_corrupt_row_is_refused_by_name(monkeypatch, chunk_elements):
+    """A single entry of 1e30 (or 1e4 times the typical value) would set the global scale alone."""
+    import dmlp.scaling as scaling
+    monkeypatch.setattr(scaling, "SCALING_CHUNK_ELEMENTS", chunk_elements)
+    X = np.random.default_rng(0).normal(size=(3000, 16)).astype(np.float32)
+    for value in (1e30, 1e4):
+        bad = X.copy()
+        bad[37, 3] = value
+        with pytest.raises(InputError, match=r"trainfeatures.npy: row 37 is an outlier"):
+            fit_feature_scaling(bad, name="trainfeatures.npy")
+        with pytest.raises(InputError, match=r"meta_features: row 37 is an outlier"):
+            scaling.check_outlier_rows(bad, "meta_features")
+
+
+def test_heavy_tailed_rows_are_not_outliers():
+    """Rows of very unequal norms (log-normal, sd 1) and sparse non-negative features pass."""
+    import dmlp.scaling as scaling
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(2000, 32)) * rng.lognormal(0.0, 1.0, size=(2000, 1))
+    fit_feature_scaling(X.astype(np.float32))
+    scaling.check_outlier_rows(X, "x")
+    sparse = np.maximum(rng.normal(size=(2000, 64)) - 2.0, 0.0)
+    fit_feature_scaling(sparse.astype(np.float32))
