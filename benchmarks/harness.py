@@ -355,7 +355,7 @@ def quality_row(setting, method, kind, measures: List[Measure], seeds="0", note=
 def run_dmlp(data: Cifar, noisy, mask, meta_idx, cfg, probe: Probe, *, auto: bool = False,
              meta_size: int = 1000, device: str = "cpu") -> Measure:
     """One DMLP run; ``auto`` picks its own meta rows from the noisy data (no clean labels)."""
-    from dmlp.meta import auto_meta_indices
+    from dmlp.meta import auto_meta_config, auto_meta_indices
     from dmlp.metrics import expected_calibration_error, roc_auc
     from dmlp.purify import purify
     X, y, C = data.X, data.y, data.n_classes
@@ -363,7 +363,7 @@ def run_dmlp(data: Cifar, noisy, mask, meta_idx, cfg, probe: Probe, *, auto: boo
         t0 = time.perf_counter()
         if auto:
             m_idx = auto_meta_indices(X, noisy, C, meta_size, cfg.seed)
-            m_labels, m_noisy = noisy[m_idx], None
+            m_labels, m_noisy, cfg = noisy[m_idx], None, auto_meta_config(cfg)
         else:
             m_idx, m_labels, m_noisy = meta_idx, y[meta_idx], noisy[meta_idx]
         keep = np.ones(len(y), dtype=bool)

@@ -116,6 +116,26 @@ def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int) -> np.ndarr
     return np.sort(known[np.random.default_rng(seed).choice(len(known), size, replace=False)])
 
 
+def auto_meta_config(config):
+    """The config for a run whose meta set is :func:`auto_meta_indices`' choice: no held-out expert.
+
+    The final decision fits each expert's exponent on the meta rows.  Rows chosen because a
+    classifier agrees with their given label are the easy rows on which every classifier is
+    right, so the fit would trust the held-out classifier (``heldout_fraction``) far beyond what
+    it earns on the hard rows (docs/deviations.md, section C).
+
+    Parameters
+    ----------
+    config : dmlp.Config
+
+    Returns
+    -------
+    dmlp.Config
+        ``config`` with ``heldout_fraction = 0``.
+    """
+    return config.replace(heldout_fraction=0.0)
+
+
 def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: int, seed: int,
                       ridge: float = 1e-3, scaling=None) -> np.ndarray:
     """Pick ``size`` rows (balanced over classes) whose given label is most plausible.

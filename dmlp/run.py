@@ -25,7 +25,8 @@ from .cli import ArgumentParser
 from .config import config_names, load_config
 from .data import gram_warning, load_dataset, load_npy, read_rows
 from .errors import InputError
-from .meta import MetaSelection, auto_meta_indices, check_meta_indices, check_meta_labels, draw_meta_indices
+from .meta import (MetaSelection, auto_meta_config, auto_meta_indices, check_meta_indices, check_meta_labels,
+                   draw_meta_indices)
 from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
 
 REPO_ROOT = Path(__file__).resolve().parent.parent   # the source checkout, when there is one
@@ -341,6 +342,8 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
                          f"have {data.n_classes} classes (labels 0..{data.n_classes - 1}); run without "
                          "--config, or use a config for this data")
     cfg = cfg.replace(n_classes=data.n_classes)          # the resolved config, as summary.json records it
+    if args.meta == "auto":
+        cfg = auto_meta_config(cfg)
     meta = _select_meta(args, cfg, data)
     from .device import dtype_name, native_bf16_cpu, resolve_compute_dtype, resolve_device
     from .purify import purify

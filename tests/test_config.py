@@ -145,3 +145,11 @@ def test_a_file_without_inherit_refines_the_default(tmp_path):
     assert cfg.replace(name="default", epochs=100) == load_config("default")
     paper = load_config(str(_write(tmp_path / "p.toml", 'inherit = "paper"\nepochs = 3\n')))
     assert paper.replace(name="paper", epochs=100) == load_config("paper")
+
+
+def test_meta_auto_runs_without_the_held_out_expert():
+    """--meta auto calibrates on rows chosen for agreeing with a classifier: no held-out expert."""
+    from dmlp.meta import auto_meta_config
+    cfg = load_config("default")
+    assert cfg.heldout_fraction > 0
+    assert auto_meta_config(cfg) == cfg.replace(heldout_fraction=0.0)
