@@ -22,10 +22,10 @@ from .errors import InputError, check_finite
 from .graph import require_search
 from .ipc import make_ipc, meta_ridge_proba
 from .loop import Run, Timings, fit
+from .meta import check_meta_labels
 from .scaling import FeatureScaling, check_outlier_rows, fit_feature_scaling
 from .state import LabelState, MetaSet, label_distribution  # noqa: F401 (public)
 from .transition import TransitionModel, estimate_transition, transition_counts, transition_from_posteriors
-from .meta import check_meta_labels
 from .validation import check_features, check_labels
 
 

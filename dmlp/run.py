@@ -121,12 +121,12 @@ def _check_out_path(out: Path) -> None:
 
 
 def _check_out(out: Path, fingerprint: str, overwrite: bool, resume: bool):
-    """Validate ``--out`` without creating or changing anything.
+    """Validate ``--out`` against this run without creating or changing anything (its path was
+    checked by :func:`_check_out_path` before the data were read).
 
     Returns ``(checkpoint, complete)``: the checkpoint to resume from (or ``None``) and whether
     OUT already holds the complete results of exactly this run.
     """
-    _check_out_path(out)
     if not out.exists():
         if resume:
             log.warning("--resume: %s does not exist yet, nothing to resume: starting from epoch 0", out)
@@ -334,7 +334,8 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
     _check_plotting(args.plot)
-    _check_out_path(Path(args.out).absolute() if args.out else default_out)
+    out = Path(args.out).absolute() if args.out else default_out
+    _check_out_path(out)
     phase(f"reading and checking {data_dir}")
     data = load_dataset(data_dir, 0, progress=not args.quiet)
     if cfg.n_classes and cfg.n_classes != data.n_classes:
@@ -373,7 +374,6 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed,
                              scaling=scaling)
 
-    out = Path(args.out).absolute() if args.out else default_out
     meta_spec = (args.meta_index, args.meta, args.meta_size)
     fingerprint = _fingerprint(cfg, data, (meta_spec, compute_dtype, native_bf16_cpu()), args.meta_index)
     checkpoint, complete = _check_out(out, fingerprint, args.overwrite, args.resume)

@@ -125,7 +125,7 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
         from .progress import progress_bar
         starts = progress_bar(starts, desc="feature statistics", unit="chunk")
     centre = None                    # the first chunk's median: a provisional centre for the row norms
-    chunk_largest, chunk_rest = [], []   # per chunk: its largest squared row norm, the sum of the rest
+    largest, largest_row, others_sq = -1.0, 0, 0.0   # the largest squared row norm so far, the sum of the rest
     for start in starts:
         block = features[start:start + chunk]
         block = block.double().cpu().numpy() if torch.is_tensor(block) else np.asarray(block, np.float64)
@@ -134,9 +134,11 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
         centre = np.median(block, 0) if centre is None else centre      # robust to an outlier in it
         norm_sq = ((block - centre) ** 2).sum(1)
         top = int(norm_sq.argmax())
-        chunk_largest.append((float(norm_sq[top]), start + top))
+        value = float(norm_sq[top])
         norm_sq[top] = 0.0                       # the rest summed apart: no cancellation against it
-        chunk_rest.append(float(norm_sq.sum()))
+        others_sq += float(norm_sq.sum()) + min(value, max(largest, 0.0))
+        if value > largest:
+            largest, largest_row = value, start + top
         block_m2 = ((block - block_mean) ** 2).sum(0)
         delta = block_mean - mean
         total = count + b
@@ -149,10 +151,8 @@ def fit_feature_scaling(features, *, method: str = "rms", name: str = "features"
         raise InputError(f"{name}: feature values too large to scale (variance overflows float64)")
     if mean_variance <= 0:
         raise InputError(f"{name}: every row has the same features (zero variance): nothing to learn from")
-    k = int(np.argmax([v for v, _ in chunk_largest]))
-    others_sq = sum(chunk_rest) + sum(v for j, (v, _) in enumerate(chunk_largest) if j != k)
-    row = chunk_largest[k][1] if row_numbers is None else int(row_numbers[chunk_largest[k][1]])
-    _check_no_dominant_row(chunk_largest[k][0], others_sq, count, row, name)
+    row = largest_row if row_numbers is None else int(row_numbers[largest_row])
+    _check_no_dominant_row(largest, others_sq, count, row, name)
     rms_norm = float(np.sqrt(variance.sum()))
     if method == "none":
         return FeatureScaling(method, np.zeros(d), np.ones(d), rms_norm)
