@@ -46,16 +46,19 @@ def run_setting(data, setting: str, variants: dict, meta_size: int = 1000, seed:
 
     ``seed`` seeds the noise, the meta rows and the config alike.
     """
-    from dmlp import load_config, purify
+    from dmlp import load_config
+    from dmlp.data import Dataset
     from dmlp.meta import draw_meta_indices
+    from dmlp.pipeline import purify_dataset
     mode, rate = parse_setting(setting)
     noisy = benchmark_noise(data, mode, rate, seed)
     meta = draw_meta_indices(data.y, meta_size, seed)
     rows = np.setdiff1d(np.arange(len(data.y)), meta)
+    dataset = Dataset.from_arrays(data.X, noisy, true_labels=data.y, n_classes=data.n_classes, name=setting)
     labels, out = {}, {}
     for name, overrides in {"default": {}, **variants}.items():
-        res = purify(data.X[rows], noisy[rows], data.X[meta], data.y[meta], load_config("default", **{"seed": seed, **overrides}),
-                     n_classes=data.n_classes, meta_noisy_labels=noisy[meta], device="cpu", progress=False)
+        res = purify_dataset(dataset, load_config("default", **{"seed": seed, **overrides}), meta_index=meta,
+                             device="cpu").result
         labels[name] = res.labels
         out[name] = (float((res.labels == data.y[rows]).mean()),
                      float((res.labels == labels["default"]).mean()), res.compute_dtype)

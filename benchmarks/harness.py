@@ -354,36 +354,26 @@ def quality_row(setting, method, kind, measures: List[Measure], seeds="0", note=
 
 def run_dmlp(data: Cifar, noisy, mask, meta_idx, cfg, probe: Probe, *, auto: bool = False,
              meta_size: int = 1000, device: str = "cpu") -> Measure:
-    """One DMLP run; ``auto`` picks its own meta rows from the noisy data (no clean labels)."""
-    from dmlp.meta import auto_meta_config, auto_meta_indices
+    """One DMLP run, as ``dmlp purify`` makes it (:func:`dmlp.purify_dataset`): with the clean
+    meta rows ``meta_idx`` (``--meta-index``), or ``auto`` (``--meta auto --meta-size meta_size``)."""
+    from dmlp.data import Dataset
     from dmlp.metrics import expected_calibration_error, roc_auc
-    from dmlp.purify import purify
-    X, y, C = data.X, data.y, data.n_classes
+    from dmlp.pipeline import purify_dataset
+    y = data.y
+    dataset = Dataset.from_arrays(data.X, noisy, true_labels=y, n_classes=data.n_classes, name="benchmark")
     with PeakMemory(device=device) as mem:
         t0 = time.perf_counter()
-        if auto:
-            m_idx = auto_meta_indices(X, noisy, C, meta_size, cfg.seed)
-            m_labels, m_noisy, cfg = noisy[m_idx], None, auto_meta_config(cfg)
-        else:
-            m_idx, m_labels, m_noisy = meta_idx, y[meta_idx], noisy[meta_idx]
-        keep = np.ones(len(y), dtype=bool)
-        keep[m_idx] = False
-        rows = np.nonzero(keep)[0]
-        res = purify(X[rows], noisy[rows], X[m_idx], m_labels, cfg, n_classes=C,
-                     meta_noisy_labels=m_noisy, true_labels=y[rows], device=device, progress=False)
+        out = purify_dataset(dataset, cfg, meta_index=None if auto else meta_idx,
+                             meta_size=meta_size if auto else None, auto_meta=auto, device=device)
         seconds = time.perf_counter() - t0
-    labels = noisy.copy()
-    labels[rows] = res.labels
-    labels[m_idx] = m_labels              # clean meta labels, or (auto) the trusted given labels
+    keep = np.ones(len(y), dtype=bool)
+    keep[out.meta_indices] = False
     ev = keep & mask                      # purified rows among the clean split's non-meta rows
-    soft = np.zeros((len(y), C), dtype=np.float32)
-    soft[rows] = res.soft_labels
-    quality = np.ones(len(y), dtype=np.float32)
-    quality[rows] = res.label_quality
+    labels = out.labels
     return Measure(float((labels[ev] == y[ev]).mean()), int((labels[ev] != noisy[ev]).sum()),
                    probe(labels), seconds, mem.peak_mb, int(ev.sum()),
-                   expected_calibration_error(soft[ev], y[ev]),
-                   roc_auc(-quality[ev], noisy[ev] != y[ev]), res.history)
+                   expected_calibration_error(out.soft_labels[ev], y[ev]),
+                   roc_auc(-out.label_quality[ev], noisy[ev] != y[ev]), out.result.history)
 
 
 def run_quality(data: Cifar, settings: Sequence[str], *, noise_seed: int = 0, meta_size: int = 1000,
@@ -491,12 +481,14 @@ def run_speed(data: Cifar, *, setting: str = "sym50", noise_seed: int = 0, meta_
     Each config runs ``repeats`` times; its row is the run with the median total time, and the
     note lists every total (shared machines vary from run to run)."""
     from dmlp.config import load_config
+    from dmlp.data import Dataset
     from dmlp.meta import draw_meta_indices
     from dmlp.noise import make_noisy_labels
-    from dmlp.purify import purify
+    from dmlp.pipeline import purify_dataset
     mode, rate = parse_setting(setting)
     X, y, C = data.X, data.y, data.n_classes
     noisy = make_noisy_labels(y, mode, rate, noise_seed, n_classes=C)
+    dataset = Dataset.from_arrays(X, noisy, true_labels=y, n_classes=C, name="benchmark")
     meta_idx = draw_meta_indices(y, meta_size, 0)
     keep = np.ones(len(y), dtype=bool)
     keep[meta_idx] = False
@@ -508,8 +500,7 @@ def run_speed(data: Cifar, *, setting: str = "sym50", noise_seed: int = 0, meta_
         for _ in range(max(1, repeats)):
             with PeakMemory(device=device) as mem:
                 t0 = time.perf_counter()
-                res = purify(X[keep], noisy[keep], X[meta_idx], y[meta_idx], cfg, n_classes=C,
-                             meta_noisy_labels=noisy[meta_idx], device=device, progress=False)
+                res = purify_dataset(dataset, cfg, meta_index=meta_idx, device=device).result
                 wall = time.perf_counter() - t0
             runs.append((res.timings["total"], res, wall, mem))
         totals = [r[0] for r in runs]

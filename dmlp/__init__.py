@@ -1,10 +1,14 @@
 """DMLP: Decoupled Meta Label Purifier (Tu et al., CVPR 2023), reference implementation.
 
+>>> from dmlp import purify_dataset
+>>> out = purify_dataset("my_data/", meta_size=1000)   # a folder in the authors' layout  # doctest: +SKIP
 >>> from dmlp import purify, load_config
 >>> result = purify(features, noisy_labels, meta_features, meta_labels, load_config("default"))  # doctest: +SKIP
 """
 from .config import Config, load_config
+from .data import Dataset, load_dataset
 from .errors import InputError
+from .pipeline import DatasetResult, purify_dataset
 import sys as _sys
 import types as _types
 
@@ -31,5 +35,6 @@ class _Package(_types.ModuleType):
 
 _sys.modules[__name__].__class__ = _Package
 
-__all__ = ["Config", "InputError", "PurifyResult", "load_config", "purify"]
+__all__ = ["Config", "Dataset", "DatasetResult", "InputError", "PurifyResult", "load_config", "load_dataset",
+           "purify", "purify_dataset"]
 __version__ = "0.1.0"

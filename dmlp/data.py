@@ -7,8 +7,6 @@ opened with ``mmap_mode='r'`` and never copied whole; nothing is ever loaded wit
 """
 from __future__ import annotations
 
-import mmap
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -16,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import InputError
-
+from .rows import RowSubset, read_rows  # noqa: F401  (re-exported)
 from .validation import FEATURE_DTYPES, check_features, check_labels  # noqa: F401  (re-exported)
 
 
@@ -62,64 +60,6 @@ def load_npy(path, *, what: Optional[str] = None, mmap: bool = True) -> np.ndarr
     return np.load(path, allow_pickle=False)
 
 
-def _file_backed(array) -> bool:
-    """A read-only, C-ordered memory map of a whole .npy file (what :func:`load_npy` returns)."""
-    return (isinstance(array, np.memmap) and isinstance(array.base, mmap.mmap)
-            and getattr(array, "filename", None) is not None and array.flags.c_contiguous
-            and array.ndim >= 1)
-
-
-def read_rows(array, rows) -> np.ndarray:
-    """``array[rows]`` as an ordinary array; from a memory-mapped .npy, by plain file reads.
-
-    Indexing a memory map faults the pages it touches (and their neighbours: the kernel maps
-    up to 64 KB around each fault) into the process, where they count as resident memory until
-    unmapped -- reading random rows of a batch can map the whole file.  Reading with ``pread``
-    instead leaves them in the OS page cache only, so streaming features keeps the process's
-    memory bounded by the batch, whatever the size of the file.  ``rows`` is a slice or an
-    integer index array (any order, repeats allowed).
-    """
-    if isinstance(rows, slice):
-        rows = np.arange(*rows.indices(array.shape[0]))
-    rows = np.asarray(rows, dtype=np.int64)
-    if not _file_backed(array) or rows.ndim != 1:
-        return np.array(array[rows])
-    n = array.shape[0]
-    if rows.size and (rows.min() < -n or rows.max() >= n):
-        raise IndexError(f"row index out of range for {n} rows")
-    rows = np.where(rows < 0, rows + n, rows)
-    ordered = rows.size < 2 or bool(np.all(np.diff(rows) > 0))
-    wanted, inverse = (rows, None) if ordered else np.unique(rows, return_inverse=True)
-    out = np.empty((len(wanted),) + array.shape[1:], dtype=array.dtype)
-    row_bytes = out[0:1].nbytes if len(wanted) else 0
-    if len(wanted):
-        breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
-        starts = np.concatenate([[0], breaks])
-        stops = np.concatenate([breaks, [len(wanted)]])
-        flat = memoryview(out.reshape(-1).view(np.uint8))
-        fd = os.open(array.filename, os.O_RDONLY)
-        try:
-            for a, b in zip(starts.tolist(), stops.tolist()):
-                pos, end = a * row_bytes, b * row_bytes
-                offset = array.offset + int(wanted[a]) * row_bytes
-                while pos < end:
-                    got = os.preadv(fd, [flat[pos:end]], offset) if hasattr(os, "preadv") else \
-                        _pread_into(fd, flat[pos:end], offset)
-                    if got <= 0:
-                        raise InputError(f"{Path(array.filename).name}: file shrank while being read")
-                    pos += got
-                    offset += got
-        finally:
-            os.close(fd)
-    return out if inverse is None else out[inverse.reshape(-1)]
-
-
-def _pread_into(fd, view, offset) -> int:
-    data = os.pread(fd, len(view), offset)
-    view[:len(data)] = data
-    return len(data)
-
-
 @dataclass
 class Dataset:
     """The authors' folder layout, validated; feature arrays stay memory-mapped."""
@@ -134,6 +74,41 @@ class Dataset:
     meta_labels: Optional[np.ndarray] = None
     files: dict = field(default_factory=dict)
     n_classes_from: Optional[str] = None   # the file whose largest label set n_classes (None: given)
+
+    @classmethod
+    def from_arrays(cls, train_features, noisy_labels, *, true_labels=None, test_features=None, test_labels=None,
+                    meta_features=None, meta_labels=None, n_classes: int = 0, name: str = "arrays") -> "Dataset":
+        """A data set held in memory, validated as a folder's files would be.
+
+        Parameters
+        ----------
+        train_features : array_like, shape (N, d), float16/32/64
+        noisy_labels : array_like of int, shape (N,)
+        true_labels : array_like of int, shape (N,), optional
+            -1 where unknown.
+        test_features, test_labels, meta_features, meta_labels : optional
+            As the folder's ``test*.npy`` and ``meta*.npy``.
+        n_classes : int
+            0: the largest label plus one.
+        name : str
+            Stands for the folder in messages and ``summary.json``.
+
+        Returns
+        -------
+        Dataset
+
+        Raises
+        ------
+        InputError
+            As :func:`load_dataset`; the messages name each array by its file in the folder
+            layout (``trainlabels.npy`` for ``noisy_labels``, ``correctlabels.npy`` for
+            ``true_labels``, ...).
+        """
+        arrays = {"trainfeatures.npy": train_features, "trainlabels.npy": noisy_labels,
+                  "correctlabels.npy": true_labels, "testfeatures.npy": test_features,
+                  "testlabels.npy": test_labels, "metafeatures.npy": meta_features, "metalabels.npy": meta_labels}
+        return _validated(Path(name), {k: None if v is None else np.asarray(v) for k, v in arrays.items()},
+                          n_classes, check_finite=True, progress=False, files={})
 
 
 def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress: bool = False) -> Dataset:
@@ -156,17 +131,28 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress
         return folder / name
 
     def optional(name):
-        return load_npy(path(name)) if (folder / name).exists() else None
+        return load_npy(path(name), mmap=name.endswith("features.npy")) if (folder / name).exists() else None
 
-    train = check_features(load_npy(path("trainfeatures.npy")), "trainfeatures.npy", check_finite=check_finite,
+    arrays = {name: optional(name) for name in ("trainfeatures.npy", "trainlabels.npy", "correctlabels.npy",
+                                                "testfeatures.npy", "testlabels.npy", "metafeatures.npy",
+                                                "metalabels.npy")}
+    if arrays["trainfeatures.npy"] is None:
+        load_npy(path("trainfeatures.npy"))               # names the missing file
+    if arrays["trainlabels.npy"] is None:
+        load_npy(path("trainlabels.npy"))
+    return _validated(folder, arrays, n_classes, check_finite=check_finite, progress=progress,
+                      files={k: v for k, v in files.items() if v.exists()})
+
+
+def _validated(folder: Path, arrays: dict, n_classes: int, *, check_finite: bool, progress: bool,
+               files: dict) -> Dataset:
+    """A :class:`Dataset` from the layout's arrays (by file name; None: absent), every rule checked."""
+    train = check_features(arrays["trainfeatures.npy"], "trainfeatures.npy", check_finite=check_finite,
                            progress=progress)
     N, d = train.shape
-    noisy_raw = load_npy(path("trainlabels.npy"), mmap=False)
-    true_raw = optional("correctlabels.npy")
-    test = optional("testfeatures.npy")
-    test_raw = optional("testlabels.npy")
-    meta_f = optional("metafeatures.npy")
-    meta_raw = optional("metalabels.npy")
+    noisy_raw = np.asarray(arrays["trainlabels.npy"])
+    true_raw, test, test_raw = arrays["correctlabels.npy"], arrays["testfeatures.npy"], arrays["testlabels.npy"]
+    meta_f, meta_raw = arrays["metafeatures.npy"], arrays["metalabels.npy"]
     if (meta_f is None) != (meta_raw is None):
         raise InputError("metafeatures.npy and metalabels.npy must be given together")
 
@@ -201,7 +187,7 @@ def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress
     if n_classes < 2:
         raise InputError("trainlabels.npy: need at least 2 classes")
     return Dataset(folder, train, noisy, n_classes, true, test, test_labels, meta_f, meta_labels,
-                   {k: v for k, v in files.items() if v.exists()}, n_classes_from)
+                   files, n_classes_from)
 
 
 def gram_warning(features, batch_rows: int, ridge: float, name: str = "trainfeatures.npy",

@@ -22,14 +22,15 @@ def resolve_device(device: str) -> torch.device:
     ------
     InputError
         ``device`` is of an unknown kind, or names CUDA on a machine without a GPU.  The message
-        starts ``device='<value>':`` (the command line shows its flag there instead).
+        has ``argument="device"`` (the command line shows its flag there instead).
     """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device={device!r}: no CUDA GPU is available on this machine (use 'cpu' or 'auto')")
+        raise InputError("no CUDA GPU is available on this machine (use cpu or auto)",
+                         argument="device", value=device)
     if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"device={device!r}: must be auto, cpu or cuda")
+        raise InputError("must be auto, cpu or cuda", argument="device", value=device)
     return torch.device(device)
 
 

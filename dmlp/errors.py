@@ -7,8 +7,48 @@ code 2 (see :func:`dmlp.cli.run_cli`); library callers get an ordinary ``ValueEr
 """
 
 
+_NO_VALUE = object()
+
+
 class InputError(ValueError):
-    """Bad user input: the message is a single line naming the file/option and the problem."""
+    """Bad user input: the message is a single line naming the file/option and the problem.
+
+    Parameters
+    ----------
+    message : str
+        The problem and the way out.  With ``argument`` it follows the argument's name.
+    argument : str, optional
+        The library argument at fault (``"meta_size"``, ``"device"``); the message then reads
+        ``meta_size=5: ...`` (with ``value``) or ``meta_size: ...``.  A command line shows its
+        own flag there instead, by :meth:`for_flags`, without touching the message.
+    value : object, optional
+        The value the argument had.
+    """
+
+    def __init__(self, message: str, *, argument: str = None, value=_NO_VALUE):
+        self.message, self.argument, self.value = message, argument, value
+        if argument is None:
+            text = message
+        elif value is _NO_VALUE:
+            text = f"{argument}: {message}"
+        else:
+            text = f"{argument}={value!r}: {message}"
+        super().__init__(text)
+
+    def for_flags(self, flags: dict) -> "InputError":
+        """The same error naming a command-line flag: ``flags`` maps argument names to flags.
+
+        Returns
+        -------
+        InputError
+            ``--meta-size 5: ...`` for ``argument="meta_size"``, ``value=5`` and
+            ``flags={"meta_size": "--meta-size"}``; ``self`` when its argument has no flag.
+        """
+        flag = flags.get(self.argument) if self.argument else None
+        if flag is None:
+            return self
+        name = flag if self.value is _NO_VALUE else f"{flag} {self.value}"
+        return type(self)(f"{name}: {self.message}")
 
 
 class NonFiniteError(InputError):

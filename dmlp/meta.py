@@ -25,28 +25,37 @@ class MetaSelection:
     source: str
 
 
-def check_meta_indices(indices, n_rows: int, name: str) -> np.ndarray:
-    """Validate meta row indices (1-D, non-empty, distinct, in ``0..n_rows-1``) as int64.
+def check_meta_indices(indices, n_rows: int, argument: str = "meta_index") -> np.ndarray:
+    """Validate meta row indices (1-D, non-empty, distinct, in ``0..n_rows-1``) as sorted int64.
+
+    Parameters
+    ----------
+    indices : array_like of int, shape (M,)
+    n_rows : int
+        Rows of the training set.
+    argument : str
+        Names the indices in the error (the command line shows its flag and file instead).
 
     Raises
     ------
     InputError
-        Naming ``name`` (the file or argument) and the problem.
+        With ``argument``, naming the problem.
     """
     idx = np.asarray(indices)
     if idx.ndim != 1 or idx.size == 0:
-        raise InputError(f"{name}: expected a non-empty 1-D array of row indices, got shape {idx.shape}")
+        raise InputError(f"expected a non-empty 1-D array of row indices, got shape {idx.shape}", argument=argument)
     if idx.dtype.kind not in "iu":
-        raise InputError(f"{name}: row indices must be integers, got {idx.dtype}")
+        raise InputError(f"row indices must be integers, got {idx.dtype}", argument=argument)
     if idx.min() < 0 or idx.max() >= n_rows:
-        raise InputError(f"{name}: row index {int(idx.min() if idx.min() < 0 else idx.max())} "
-                         f"out of range for {n_rows} training rows")
+        raise InputError(f"row index {int(idx.min() if idx.min() < 0 else idx.max())} "
+                         f"out of range for {n_rows} training rows", argument=argument)
     if len(np.unique(idx)) != len(idx):
-        raise InputError(f"{name}: contains duplicate row indices")
+        raise InputError("contains duplicate row indices", argument=argument)
     return np.sort(idx.astype(np.int64))
 
 
-def check_meta_labels(labels, n_classes: int, what: str, *, n_classes_from: Optional[str] = None) -> np.ndarray:
+def check_meta_labels(labels, n_classes: int, argument: str, *, n_classes_from: Optional[str] = None,
+                      **value) -> np.ndarray:
     """Check that a meta set has at least C rows and one row of every class.
 
     Parameters
@@ -54,8 +63,9 @@ def check_meta_labels(labels, n_classes: int, what: str, *, n_classes_from: Opti
     labels : array_like of int, shape (M,)
         The meta set's clean labels, already checked to lie in ``0..n_classes-1``.
     n_classes : int
-    what : str
-        Names the meta set's source in the error (a file, a flag).
+    argument : str
+        Names the meta set's source in the error (a file, an argument); ``value=`` adds the
+        argument's value, as :class:`InputError` takes it.
     n_classes_from : str, optional
         The file whose largest label set ``n_classes`` when the class count was inferred; named
         in the error, since the mistake is then often a stray label in that file rather than a
@@ -73,8 +83,8 @@ def check_meta_labels(labels, n_classes: int, what: str, *, n_classes_from: Opti
     """
     labels = np.asarray(labels)
     if len(labels) < n_classes:
-        raise InputError(f"{what}: meta set has {len(labels)} rows, fewer than the {n_classes} classes "
-                         "(every class needs a clean example)")
+        raise InputError(f"meta set has {len(labels)} rows, fewer than the {n_classes} classes "
+                         "(every class needs a clean example)", argument=argument, **value)
     missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
@@ -82,12 +92,12 @@ def check_meta_labels(labels, n_classes: int, what: str, *, n_classes_from: Opti
         if n_classes_from is not None:
             why += (f"; the class count {n_classes} is inferred from the largest label, {n_classes - 1}, in "
                     f"{n_classes_from}: if that label is a mistake, correct it")
-        raise InputError(f"{what}: meta set has no row of class {shown} "
-                         f"({len(missing)} of {n_classes} classes missing; {why})")
+        raise InputError(f"meta set has no row of class {shown} "
+                         f"({len(missing)} of {n_classes} classes missing; {why})", argument=argument, **value)
     return labels
 
 
-def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int, *, argument: str = "meta_size") -> np.ndarray:
     """A seeded uniform draw of ``size`` training rows whose true label is known.
 
     Parameters
@@ -98,6 +108,8 @@ def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int) -> np.ndarr
         How many rows to draw (the authors draw 1,000, unseeded).
     seed : int
         Seed of the draw; with every label known the draw is the same as ever.
+    argument : str
+        Names ``size`` in errors.
 
     Returns
     -------
@@ -107,12 +119,12 @@ def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int) -> np.ndarr
     n = len(true_labels)
     known = np.flatnonzero(np.asarray(true_labels) >= 0)
     if not 0 < size < n:
-        raise InputError(f"--meta-size {size}: must be between 1 and {n - 1}")
+        raise InputError(f"must be between 1 and {n - 1}", argument=argument, value=size)
     if len(known) == n:
         return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
     if size > len(known):
-        raise InputError(f"--meta-size {size}: correctlabels.npy knows the true label of only {len(known)} "
-                         f"rows (the others are -1); the meta set is drawn from those")
+        raise InputError(f"correctlabels.npy knows the true label of only {len(known)} "
+                         f"rows (the others are -1); the meta set is drawn from those", argument=argument, value=size)
     return np.sort(known[np.random.default_rng(seed).choice(len(known), size, replace=False)])
 
 

@@ -23,11 +23,9 @@ import numpy as np
 from . import io
 from .cli import ArgumentParser
 from .config import config_names, load_config
-from .data import gram_warning, load_dataset, load_npy, read_rows
+from .data import load_dataset, load_npy
 from .errors import InputError
-from .meta import (MetaSelection, auto_meta_config, auto_meta_indices, check_meta_indices, check_meta_labels,
-                   draw_meta_indices)
-from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
+from .pipeline import PreparedRun, prepare_dataset_run, run_prepared
 
 REPO_ROOT = Path(__file__).resolve().parent.parent   # the source checkout, when there is one
 DEMO_CONFIG = "cifar10_sym20"                        # what runs with neither --data nor --config
@@ -36,6 +34,7 @@ OUTPUT_FILES = ("purified_labels.npy", "purified_soft_labels.npy", "label_qualit
                 "meta_indices.npy", "noise_file.json", "summary.json")
 REPORT = "report.png"
 CHECKPOINT = "checkpoint.pt"
+FLAGS = {"meta_size": "--meta-size", "auto_meta": "--meta auto", "device": "--device"}   # library argument -> flag
 log = logging.getLogger("dmlp")
 
 
@@ -196,68 +195,6 @@ def _remove_empty(created: list) -> None:
             break
 
 
-def _select_meta(args, cfg, data) -> MetaSelection:
-    N = data.train_features.shape[0]
-    C = data.n_classes
-    if args.meta_index is not None:
-        what = f"--meta-index {Path(args.meta_index).name}"
-        raw = load_npy(args.meta_index, what=what, mmap=False)
-        idx = check_meta_indices(raw, N, what)
-        if data.true_labels is None:
-            raise InputError(f"{what}: needs correctlabels.npy in the data folder for the meta labels")
-        unknown = idx[data.true_labels[idx] < 0]
-        if len(unknown):
-            raise InputError(f"{what}: row {int(unknown[0])} has no known true label (-1 in correctlabels.npy); "
-                             f"{len(unknown)} of the {len(idx)} meta rows are unknown")
-        source = f"rows from {args.meta_index}"
-        what += " (labels from correctlabels.npy)"
-    elif args.meta == "auto":
-        size = args.meta_size or max(cfg.n_classes or C, int(round(cfg.auto_meta_fraction * N)))
-        from .scaling import fit_feature_scaling
-        everything = _Subset(data.train_features, np.arange(N))
-        idx = auto_meta_indices(everything, data.noisy_labels, C, size, cfg.seed,
-                                scaling=fit_feature_scaling(everything, method=cfg.feature_scaling,
-                                                            name="trainfeatures.npy"))
-        check_meta_labels(data.noisy_labels[idx], C, "--meta auto", n_classes_from=data.n_classes_from)
-        return MetaSelection(_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
-                       f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
-    elif data.meta_features is not None and args.meta_size is None:
-        check_meta_labels(data.meta_labels, C, "metalabels.npy", n_classes_from=data.n_classes_from)
-        return MetaSelection(data.meta_features, data.meta_labels, np.zeros(0, np.int64), None,
-                       "metafeatures.npy / metalabels.npy")
-    else:
-        if data.true_labels is None:
-            raise InputError(f"{data.folder}: no correctlabels.npy and no metafeatures.npy/metalabels.npy: "
-                             "give --meta-index, or --meta auto to run without clean labels")
-        if not (data.true_labels >= 0).any():
-            raise InputError("correctlabels.npy: no row has a known true label (all -1), so no meta set can be "
-                             "drawn: give metafeatures.npy/metalabels.npy, --meta-index, or --meta auto")
-        size = args.meta_size if args.meta_size is not None else cfg.meta_size
-        what = f"--meta-size {size}" if args.meta_size is not None else f"meta_size = {size} (config {cfg.name})"
-        if size < C:
-            raise InputError(f"{what}: meta set has {size} rows, fewer than the {C} classes "
-                             "(every class needs a clean example)")
-        if not 0 < size < N:
-            raise InputError(f"{what}: must be between {C} and {N - 1} (rows of trainfeatures.npy)")
-        n_known = int((data.true_labels >= 0).sum())
-        if args.meta_size is None and n_known < min(size, N):
-            size = n_known                    # every row whose truth is known (the config asks for more)
-            what = f"all {n_known} rows with a known true label (meta_size = {cfg.meta_size}, config {cfg.name})"
-        idx = draw_meta_indices(data.true_labels, size, cfg.seed)
-        source = f"{len(idx)} rows drawn with seed {cfg.seed}" + (
-            "" if n_known == N else f" from the {n_known} rows whose true label is known")
-        what += " (labels from correctlabels.npy)"
-    labels = data.true_labels[idx]
-    check_meta_labels(labels, C, what, n_classes_from=data.n_classes_from)
-    if len(idx) >= N:
-        raise InputError(f"{what}: the meta set takes all {N} training rows, none is left to purify")
-    return MetaSelection(_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
-
-
-def _rows(features, idx):
-    return read_rows(features, np.sort(idx)).astype(np.float32, copy=False)
-
-
 class _Phases:
     """One line on stdout per phase of a run that is not the purifier's own (loading, writing);
     stderr keeps the progress bars and, on bad input, the one error line."""
@@ -338,92 +275,50 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     _check_out_path(out)
     phase(f"reading and checking {data_dir}")
     data = load_dataset(data_dir, 0, progress=not args.quiet)
-    if cfg.n_classes and cfg.n_classes != data.n_classes:
-        raise InputError(f"config {cfg.name}: n_classes = {cfg.n_classes} but the labels in {data_dir} "
-                         f"have {data.n_classes} classes (labels 0..{data.n_classes - 1}); run without "
-                         "--config, or use a config for this data")
-    cfg = cfg.replace(n_classes=data.n_classes, data=str(data_dir))   # the resolved config, as summary.json records it
-    if args.meta == "auto":
-        cfg = auto_meta_config(cfg)
-    meta = _select_meta(args, cfg, data)
-    from .device import dtype_name, native_bf16_cpu, resolve_compute_dtype, resolve_device
-    from .purify import purify
-    from .scaling import check_outlier_rows, fit_feature_scaling   # torch: only once the data are known good
-    if len(meta.indices):
-        check_outlier_rows(meta.features, "trainfeatures.npy", row_numbers=np.sort(meta.indices))
-    else:
-        check_outlier_rows(meta.features, "metafeatures.npy")
+    meta_index = None
+    if args.meta_index is not None:
+        meta_index = load_npy(args.meta_index, what=f"--meta-index {Path(args.meta_index).name}", mmap=False)
     try:
-        device = resolve_device(args.device)
-    except InputError as exc:                            # the library names the argument, we the flag
-        raise InputError(str(exc).replace(f"device={args.device!r}", f"--device {args.device}", 1)
-                         .replace("(use 'cpu' or 'auto')", "(use --device cpu or auto)")) from None
-    compute_dtype = dtype_name(resolve_compute_dtype(cfg.compute_dtype, device))
-
-    N = data.train_features.shape[0]
-    keep = np.ones(N, dtype=bool)
-    keep[meta.indices] = False
-    rows = np.nonzero(keep)[0]
-    features = _Subset(data.train_features, rows)        # reads only what is asked for
-    truth = None if data.true_labels is None else data.true_labels[rows]
-    if truth is not None and not (truth >= 0).any():
-        truth = None                                     # no known true label among the purified rows
-    n_batches = max(1, -(-len(rows) // max(1, cfg.batch_size)))
-    scaling = fit_feature_scaling(features, method=cfg.feature_scaling, name="trainfeatures.npy",
-                                  progress=not args.quiet, row_numbers=rows)
-    gram_note = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed,
-                             scaling=scaling)
-
+        prepared = prepare_dataset_run(data, cfg, meta_index=meta_index, meta_size=args.meta_size,
+                                       auto_meta=args.meta == "auto", device=args.device, progress=not args.quiet,
+                                       meta_index_name=f"--meta-index {Path(args.meta_index or '').name}")
+    except InputError as exc:                            # the library names its arguments, we our flags
+        raise exc.for_flags(FLAGS) from None
+    from .device import native_bf16_cpu          # torch: only once the data are known good
     meta_spec = (args.meta_index, args.meta, args.meta_size)
-    fingerprint = _fingerprint(cfg, data, (meta_spec, compute_dtype, native_bf16_cpu()), args.meta_index)
+    fingerprint = _fingerprint(prepared.config, data, (meta_spec, prepared.compute_dtype, native_bf16_cpu()),
+                               args.meta_index)
     checkpoint, complete = _check_out(out, fingerprint, args.overwrite, args.resume)
     if args.resume and complete:
         print(f"DMLP: nothing to resume, {out}/ already holds the complete results of this run")
         return 0
     # --- inputs are valid: from here on OUT is created and written ------------------------
     created = _make_out(out)
-    if gram_note:
-        log.warning("%s", gram_note)
+    if prepared.warning:
+        log.warning("%s", prepared.warning)
     try:
-        return _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint,
-                    checkpoint, device, purify, t0, phase, scaling)
+        return _run(args, prepared, out, fingerprint, checkpoint, t0, phase)
     except BaseException:
         _remove_empty(created)      # a run that failed before writing anything leaves no folder
         raise
 
 
-def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprint, checkpoint,
-         device, purify, t0, phase, scaling) -> int:
+def _run(args, prepared: PreparedRun, out: Path, fingerprint: str, checkpoint, t0: float, phase) -> int:
     from .device import native_bf16_cpu
     from .numerics import fits_in_ram
-    N = data.train_features.shape[0]
+    cfg, data, meta, rows = prepared.config, prepared.data, prepared.meta, prepared.rows
+    N, C = data.train_features.shape[0], data.n_classes
 
     def on_epoch_end(epoch, state):
         if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
             io.save_torch(out / CHECKPOINT, {**state(), "fingerprint": fingerprint})
 
-    known = None if truth is None else truth >= 0        # rows whose true label is known
-    phase(f"purifying {len(rows)} rows ({data.n_classes} classes, config {cfg.name}, {cfg.epochs} epochs, "
-          f"device {device})")
-    result = purify(features, data.noisy_labels[rows], meta.features, meta.labels, cfg,
-                    n_classes=data.n_classes, meta_noisy_labels=meta.noisy_labels,
-                    true_labels=truth if known is not None and known.all() else None,
-                    device=str(device), progress=not args.quiet, checkpoint=checkpoint,
-                    on_epoch_end=on_epoch_end, feature_scaling=scaling)
-
-    # assemble full-length outputs: meta rows keep their clean labels
-    C = data.n_classes
-    labels = data.noisy_labels.copy()
-    labels[rows] = result.labels
-    labels[meta.indices] = meta.labels if len(meta.indices) else labels[meta.indices]
-    soft = np.zeros((N, C), dtype=np.float32)
-    soft[rows] = result.soft_labels
-    soft[meta.indices, labels[meta.indices]] = 1.0
-    quality = np.ones(N, dtype=np.float32)
-    quality[rows] = result.label_quality
-
+    phase(f"purifying {len(rows)} rows ({C} classes, config {cfg.name}, {cfg.epochs} epochs, "
+          f"device {prepared.device})")
+    full = run_prepared(prepared, progress=not args.quiet, checkpoint=checkpoint, on_epoch_end=on_epoch_end)
+    result = full.result
     summary = {
-        "fingerprint": fingerprint, "data": str(data_dir), "config_name": cfg.name,
+        "fingerprint": fingerprint, "data": str(data.folder), "config_name": cfg.name,
         "n_train": int(N), "n_purified": int(len(rows)), "n_meta": int(len(meta.labels)),
         "meta_source": meta.source, "n_classes": int(C), "n_changed": int(result.n_changed),
         "device": result.device, "compute_dtype": result.compute_dtype,
@@ -432,22 +327,8 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
         "features_in_ram": fits_in_ram(len(rows), data.train_features.shape[1], cfg.resident_limit_gb),
         **_noise_estimate(result),
-        "n_truth_known": 0 if known is None else int(known.sum()),
+        **full.evaluation(progress=not args.quiet),
     }
-    if known is not None:
-        given, after, true = data.noisy_labels[rows][known], result.labels[known], truth[known]
-        summary.update({
-            "label_accuracy_before": accuracy(given, true),
-            "label_accuracy_after": accuracy(after, true),
-            "per_class_accuracy_after": per_class_accuracy(after, true, C),
-            "soft_label_ece": expected_calibration_error(result.soft_labels[known], true),
-            # undefined (null) when every given label is right, or every one wrong
-            "label_quality_auc": _defined(roc_auc(-result.label_quality[known], given != true)),
-        })
-    if data.test_labels is not None and result.eac_weight is not None:
-        summary["test_accuracy"] = accuracy(_predict_test(result, data.test_features, args.quiet),
-                                            data.test_labels)
-
     _check_finite_summary(summary)                      # before anything is written
     phase(f"writing the outputs to {out}")
 
@@ -457,11 +338,11 @@ def _run(args, cfg, data, data_dir, meta, rows, features, truth, out, fingerprin
     if args.plot:
         from .report import write_report
         write_report(out / REPORT, summary)
-    written = [io.save_npy(out / "purified_labels.npy", labels.astype(np.int64)),
-               io.save_npy(out / "purified_soft_labels.npy", soft),
-               io.save_npy(out / "label_quality.npy", quality),
+    written = [io.save_npy(out / "purified_labels.npy", full.labels),
+               io.save_npy(out / "purified_soft_labels.npy", full.soft_labels),
+               io.save_npy(out / "label_quality.npy", full.label_quality),
                io.save_npy(out / "meta_indices.npy", meta.indices.astype(np.int64)),
-               io.save_noise_file(out / "noise_file.json", labels)]
+               io.save_noise_file(out / "noise_file.json", full.labels)]
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     summary["output_sha256"] = {p.name: _file_identity(p, hash_limit=2 ** 62).split(":", 1)[1]
                                 for p in written}
@@ -483,11 +364,6 @@ def _noise_estimate(result) -> dict:
             "estimated_noise_rate": float(1.0 - np.mean(result.label_quality, dtype=np.float64))}
 
 
-def _defined(value: float):
-    """``value``, or None where the figure is undefined (NaN)."""
-    return None if value is None or not np.isfinite(value) else value
-
-
 def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
     """Raise :class:`NonFiniteError` naming the first key of ``summary`` holding NaN or inf."""
     from .errors import NonFiniteError
@@ -499,15 +375,6 @@ def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
             _check_finite_summary(value, where)
     elif isinstance(summary, float) and not np.isfinite(summary):
         raise NonFiniteError(f"{where} would hold a non-finite value ({summary}); nothing written")
-
-
-def _predict_test(result, test_features, quiet: bool, block: int = 8192) -> np.ndarray:
-    """The EAC classifier's test-set predictions, read from the file block by block."""
-    from .progress import progress_bar
-    starts = range(0, test_features.shape[0], block)
-    pred = [result.eac_predict_proba(read_rows(test_features, slice(s, s + block)).astype(np.float32)).argmax(1)
-            for s in progress_bar(starts, desc="test set", unit="block", enabled=not quiet and len(starts) >= 4)]
-    return np.concatenate(pred)
 
 
 def _print_summary(s, out):
@@ -529,22 +396,6 @@ def _print_summary(s, out):
     written = [name for name in OUTPUT_FILES if (Path(out) / name).exists()]
     lines.append(f"  outputs in {out}/ ({', '.join(written)})")
     print("\n".join(lines))
-
-
-class _Subset:
-    """Rows of a (memory-mapped) array, indexable like one; reads only what is asked for."""
-
-    def __init__(self, array, rows):
-        self.array, self.rows = array, rows
-        self.shape = (len(rows), array.shape[1])
-        self.ndim, self.dtype = 2, array.dtype
-
-    def __getitem__(self, idx):
-        return read_rows(self.array, self.rows[idx])   # file reads: bounded memory when streaming
-
-    def __array__(self, dtype=None, copy=None):
-        out = self[np.arange(len(self.rows))]
-        return out if dtype is None else out.astype(dtype)
 
 
 def cli(argv=None, prog: str = "dmlp purify") -> int:

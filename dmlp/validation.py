@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import InputError
+from .rows import read_rows
 
 FEATURE_DTYPES = (np.float16, np.float32, np.float64)
 
@@ -31,7 +32,6 @@ def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
         from .progress import progress_bar
         for start in progress_bar(range(0, array.shape[0], chunk_rows), desc=f"checking {name}", unit="chunk",
                                   enabled=progress and array.nbytes >= 256 * 2 ** 20):
-            from .data import read_rows     # the loader's pread of memory maps
             block = read_rows(array, slice(start, start + chunk_rows))
             if not np.isfinite(block).all():
                 bad = start + int(np.argwhere(~np.isfinite(block))[0, 0])

@@ -308,7 +308,7 @@ CASES = [
      f"--meta-size 5: meta set has 5 rows, fewer than the {C} classes"),
     ("--meta-size as large as the data", _meta_size_large, f"--meta-size {N}: must be between"),
     ("--meta-index rows lack a class", _meta_index_missing_class,
-     "--meta-index idx.npy (labels from correctlabels.npy): meta set has no row of class 7"),
+     "--meta-index idx.npy: meta set has no row of class 7"),
     ("--meta-index out of range", _meta_index_range,
      f"--meta-index idx.npy: row index {N} out of range for {N} training rows"),
     ("--meta-index negative", _meta_index_negative, "--meta-index idx.npy: row index -1 out of range"),
