@@ -506,19 +506,19 @@ def run_speed(data: Cifar, *, setting: str = "sym50", noise_seed: int = 0, meta_
         totals = [r[0] for r in runs]
         _, res, wall, mem = sorted(runs, key=lambda r: r[0])[(len(runs) - 1) // 2]   # the median run
         t = res.timings
-        note = f"CIFAR-10 {setting}, {cfg.views} views, batch {cfg.batch_size}; peak = RSS increase"
+        note = f"CIFAR-10 {setting}, {cfg.run.views} views, batch {cfg.run.batch_size}; peak = RSS increase"
         if len(runs) > 1:
             note += f"; median of {len(runs)} runs, totals " + " / ".join(f"{x:.2f}" for x in totals) + " s"
         if mem.gpu_peak_mb is not None:
             note += f"; GPU peak allocated {mem.gpu_peak_mb:.0f} MB"
         out.append({"part": "cifar10", "config": name, "device": machine_info(device)["device"],
-                    "n_rows": int(keep.sum()), "dim": X.shape[1], "epochs": cfg.epochs,
+                    "n_rows": int(keep.sum()), "dim": X.shape[1], "epochs": cfg.run.epochs,
                     "setup_s": t["setup"], "ipc_s": t["ipc"], "eac_s": t["eac"], "final_s": t["final"],
-                    "total_s": t["total"], "per_epoch_s": (t["ipc"] + t["eac"]) / cfg.epochs,
+                    "total_s": t["total"], "per_epoch_s": (t["ipc"] + t["eac"]) / cfg.run.epochs,
                     "wall_s": wall, "peak_rss_mb": mem.peak_mb,
                     "label_accuracy": float((res.labels == y[keep]).mean()), "note": note,
                     "goal": f"≤ 10 s {'✓' if t['total'] <= 10 else '✗'}"
-                    + ("" if len(y) >= 50_000 and cfg.epochs == 100 else " (not the full run)")})
+                    + ("" if len(y) >= 50_000 and cfg.run.epochs == 100 else " (not the full run)")})
         log(f"speed cifar10 {name}: {t['total']:.1f} s, {100 * out[-1]['label_accuracy']:.2f} %")
     return out
 
@@ -687,11 +687,11 @@ def run_scale(scale_dir, sizes: str = "full", *, device: str = "cpu") -> Tuple[L
                          device=device, progress=False)
             wall = time.perf_counter() - t0
         t = res.timings
-        per_epoch = (t["ipc"] + t["eac"]) / cfg.epochs
+        per_epoch = (t["ipc"] + t["eac"]) / cfg.run.epochs
         slopes[axis].append((n if axis == "N" else d, per_epoch))
-        resident = n * d * 4 <= cfg.resident_limit_gb * 2 ** 30
+        resident = n * d * 4 <= cfg.run.resident_limit_gb * 2 ** 30
         rows.append({"part": f"sweep-{axis}", "config": "clothing1m", "device": dev_name, "n_rows": n,
-                     "dim": d, "epochs": cfg.epochs, "setup_s": t["setup"], "ipc_s": t["ipc"],
+                     "dim": d, "epochs": cfg.run.epochs, "setup_s": t["setup"], "ipc_s": t["ipc"],
                      "eac_s": t["eac"], "final_s": t["final"], "total_s": t["total"],
                      "per_epoch_s": per_epoch, "wall_s": wall, "peak_rss_mb": mem.peak_mb,
                      "label_accuracy": float((res.labels == y_true[:n]).mean()),

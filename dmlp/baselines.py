@@ -38,6 +38,7 @@ import torch
 
 from .errors import InputError
 from .graph import exact_knn_search, knn_weights, normalised_affinity, propagate
+from .ridge import ridge_solve
 from .transition import estimate_transition, given_label_posterior
 
 __all__ = [
@@ -327,8 +328,9 @@ def ridge_on_meta(X, labels, meta_idx, meta_labels, n_classes: int, *, lam: floa
     Y = _one_hot(meta_labels, n_classes).astype(np.float64)
     mu_x = Xm.mean(0)
     mu_y = Y.mean(0)
-    A = (Xm - mu_x).T @ (Xm - mu_x) + lam * np.eye(X.shape[1])
-    W = np.linalg.solve(A, (Xm - mu_x).T @ (Y - mu_y))
+    Xc = torch.from_numpy(Xm - mu_x)
+    relative = lam / (float((Xc * Xc).sum()) / X.shape[1])       # lam as ridge_solve's relative ridge
+    W = ridge_solve(Xc, torch.from_numpy(Y - mu_y), relative).numpy()
     scores = ((Xs - mu_x) @ W + mu_y).astype(np.float32)
     return BaselineResult(_clamp_meta(scores.argmax(1), meta_idx, meta_labels), scores)
 

@@ -40,234 +40,204 @@ def config_names() -> list:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
+def key(default, toml: str, doc: str):
+    """One config key: its default (the default method's value), its TOML name and what it means."""
+    return dataclasses.field(default=default, metadata={"toml": toml, "doc": doc})
+
+
+# --- hyper-parameters per component: each kernel is given its group ------------------------
+# The defaults are the default method's (configs/default.toml adds nothing); the paper method is
+# the preset configs/paper.toml.  To add a key: one line in its group (default, TOML name, doc).
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run is carried out (not the method): epochs, partition, views, seed, memory, dtype."""
+    epochs: int = key(100, "epochs", "training epochs")
+    batch_size: int = key(7000, "batch_size", "rows per inner closed-form solve (authors: 7,000)")
+    views: int = key(2, "views", "label views that correct each other (authors: 2)")
+    seed: int = key(0, "seed", "seed of every random choice of the run")
+    n_classes: int = key(0, "n_classes", "class count; 0 = infer from the labels (max label + 1)")
+    checkpoint_every: int = key(10, "checkpoint_every", "epochs between resumable checkpoints in OUT (0 = never)")
+    resident_limit_gb: float = key(4.0, "resident_limit_gb", "features up to this size (as float32) are held "
+                                   "in RAM; larger ones stream batch by batch from the memory map")
+    feature_scaling: str = key("rms", "feature_scaling", "units removed before the method sees the features: "
+                               "'rms' (centre, unit mean variance), 'standardise' (per column), 'none'")
+    compute_dtype: str = key("auto", "compute_dtype", "dtype of the large batch products: 'auto' = bfloat16 on "
+                             "CPUs with native bf16 arithmetic (AVX512-BF16/AMX), else float32")
+
+
+@dataclass(frozen=True)
+class MetaParams:
+    """The clean meta set, when it is drawn or picked rather than given."""
+    size: int = key(1000, "meta_size", "clean rows drawn from the training set (authors: 1,000)")
+    auto_fraction: float = key(0.02, "auto_meta_fraction", "--meta auto: fraction of rows picked as the "
+                               "confident meta set")
+
+
+@dataclass(frozen=True)
+class IPCParams:
+    """IPC: the closed-form estimator, the meta objective's weights, the labels' Adam."""
+    ridge: float = key(1e-6, "ridge", "lambda relative to trace(X'X)/d; raised if Cholesky fails")
+    lr: float = key(0.01, "label_lr", "Adam learning rate of the labels")
+    betas: tuple = key((0.5, 0.999), "label_betas", "Adam betas of the labels")
+    weight_decay: float = key(3e-4, "label_weight_decay", "weight decay of the labels (rows of the batch)")
+    update_all_rows: bool = key(False, "label_update_all_rows", "the script's accident: Adam + decay on the "
+                                "whole label tensor at every step")
+    ce_weight: float = key(1.0, "meta_ce_weight", "weight of the meta cross-entropy")
+    mse_weight: float = key(1.0, "meta_mse_weight", "weight of the meta squared error")
+    mse_reduction: str = key("sum", "meta_mse_reduction", "'sum' (authors) or 'mean' over meta rows")
+    balance_weight: float = key(1.0, "meta_balance_weight", "KL(uniform || mean softmax of batch predictions)")
+    balance_rows: int = key(1024, "balance_rows", "batch rows the balance prior is evaluated on (0 = all)")
+
+
+@dataclass(frozen=True)
+class EACParams:
+    """EAC: the auxiliary classifier's loss terms and its Adam schedule."""
+    enabled: bool = key(True, "eac", "train the auxiliary classifier")
+    lr: float = key(0.006, "eac_lr", "Adam learning rate")
+    lr_decay_epoch: int = key(3, "eac_lr_decay_epoch", "lr multiplied by eac_lr_decay from this epoch on")
+    lr_decay: float = key(0.1, "eac_lr_decay", "the lr's decay factor")
+    confidence_penalty: float = key(0.0, "eac_confidence_penalty", "confidence penalty (paper: 0.4, which "
+                                    "lowers accuracy at every setting measured)")
+    balance_weight: float = key(1.0, "eac_balance_weight", "the paper's class-balance prior")
+    double_softmax: bool = key(False, "eac_double_softmax", "the script's accident: Softmax in the model and "
+                               "in the loss")
+    forward_correction: bool = key(True, "eac_forward_correction", "EAC models the clean class through T "
+                                   "(Patrini et al. 2017)")
+    meta_weight: float = key(1.0, "eac_meta_weight", "weight of cross-entropy on the clean meta rows")
+    refit_fraction: float = key(0.2, "eac_refit_fraction", "final decision: EAC refitted on the posterior (EM's "
+                                "M-step) for this fraction of the loop's epochs (at least one; 0 = none)")
+
+
+@dataclass(frozen=True)
+class ExchangeParams:
+    """The EMA exchange of the views' labels through EAC's predictions."""
+    every: int = key(20, "relabel_every", "epochs between EMA exchanges of the views (0 = never)")
+    momentum: float = key(0.5, "relabel_momentum", "Y <- m * Y + (1 - m) * other view's EAC prediction")
+    posterior: bool = key(True, "relabel_posterior", "exchange the posterior p(c|x) T[c, given], not p(c|x)")
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """The kNN feature graph of the final decision and its label propagation."""
+    k: int = key(20, "graph_k", "k of the cosine kNN graph (0 = no graph propagation)")
+    power: float = key(3.0, "graph_power", "power of the cosine similarities")
+    dims: int = key(256, "graph_dims", "wider features: graph on this many PCA dims (0 = raw features)")
+    candidates: int = key(7000, "graph_candidates", "rows each row is compared with in the inverted-file kNN "
+                          "search (recall vs time; cost ~ N x this x graph_dims)")
+    search: str = key("inverted_file", "graph_search", "'inverted_file' (dmlp.graph) or 'faiss' (pip install "
+                      "'dmlp[faiss]'; higher recall for the same candidates, about 3x the search time)")
+    alpha: float = key(0.9, "graph_alpha", "propagation: weight of the neighbours against the seed")
+    steps: int = key(30, "graph_steps", "propagation steps")
+    posterior_rounds: int = key(0, "graph_posterior_rounds", "rounds of the graph re-seeded with the posterior")
+
+
+@dataclass(frozen=True)
+class TransitionParams:
+    """The noise-transition matrix T[true, given]: smoothing of its counts, EM steps."""
+    smoothing: float = key(0.5, "transition_smoothing", "pseudo-count added to each cell of T's counts")
+    em_steps: int = key(5, "transition_em_steps", "EM steps re-estimating T from all rows' posteriors (final "
+                        "decision; > 0 also re-counts T at each EMA exchange; Dawid & Skene 1979)")
+
+
+@dataclass(frozen=True)
+class DecisionParams:
+    """The final decision: its rule, and whether the views judge disjoint meta folds."""
+    rule: str = key("bayes", "final_decision", "'argmax' of the views' labels (paper), or 'bayes': the "
+                    "posterior p(c | x) T[c, given], the given label as evidence")
+    cross_fit_meta: bool = key(True, "cross_fit_meta", "view v's meta losses use meta fold v only "
+                               "(out-of-fold evidence to calibrate on)")
+    heldout_fraction: float = key(0.05, "heldout_fraction", "a cross-fitted classifier on the posterior as one "
+                                  "more expert, for this fraction of the loop's epochs (0 = none)")
+
+
+_GROUPS = {"run": RunSettings, "meta": MetaParams, "ipc": IPCParams, "eac": EACParams, "exchange": ExchangeParams,
+           "graph": GraphParams, "transition": TransitionParams, "decision": DecisionParams}
+
+
 @dataclass(frozen=True)
 class Config:
-    """Every hyper-parameter of a run, as the TOML files name them (flat keys, frozen).
+    """Every hyper-parameter of a run, in one frozen group per component (``cfg.ipc.ridge``).
 
-    Load one with :func:`load_config`; the kernels get their component's group
-    (``ipc_params``, ``eac_params``, ``exchange_params``, ``graph_params``,
-    ``transition_params``, ``decision_params``, ``run_settings``).
+    ``Config()`` is the default method; :func:`load_config` reads a shipped preset (``paper``,
+    ``cifar10_sym50``, ...) or a TOML file of one's own.  TOML files name the keys flat
+    (``ridge``, ``eac_lr``), or per group in tables (``[ipc] ridge = ...``); :data:`KEYS` lists
+    them with their group, field and meaning.
     """
-    # --- run -----------------------------------------------------------------------------
     name: str = "default"
-    data: str = "labels_cifar10/symmetric20"  # data folder, relative to the repo root or absolute
-    epochs: int = 100
-    batch_size: int = 7000          # rows per inner closed-form solve (authors: 7,000)
-    views: int = 2                  # label views that correct each other (authors: 2)
-    seed: int = 0
-    n_classes: int = 0              # 0 = infer from the labels (max label + 1)
-    checkpoint_every: int = 10      # epochs between resumable checkpoints in OUT (0 = never)
-    meta_size: int = 1000           # clean rows drawn from the training set (authors: 1,000)
-    resident_limit_gb: float = 4.0  # features up to this size (as float32) are held in RAM;
-                                    # larger ones stream batch by batch from the memory map
-    feature_scaling: str = "rms"    # units removed before the method sees the features: "rms"
-                                    # (centre, unit mean variance), "standardise" (per column), "none"
-    compute_dtype: str = "auto"     # dtype of the large batch products: "auto" = bfloat16 on CPUs
-                                    # with native bf16 arithmetic (AVX512-BF16/AMX), else float32
-
-    # --- IPC: learnable labels, closed-form inner estimator, meta-gradient update ---------
-    ridge: float = 1e-6             # lambda relative to trace(X'X)/d; raised if Cholesky fails
-    label_lr: float = 0.01
-    label_betas: tuple = (0.5, 0.999)
-    label_weight_decay: float = 3e-4
-    label_update_all_rows: bool = False  # the script's accident: Adam + decay on the whole tensor
-    meta_ce_weight: float = 1.0
-    meta_mse_weight: float = 1.0
-    meta_mse_reduction: str = "sum"   # "sum" (authors) or "mean" over meta rows
-    meta_balance_weight: float = 1.0  # KL(uniform || mean softmax of batch predictions)
-    balance_rows: int = 1024          # batch rows the balance prior is evaluated on (0 = all)
-
-    # --- EAC: auxiliary linear classifier that corrects the labels from outside ------------
-    eac: bool = True
-    eac_lr: float = 0.006
-    eac_lr_decay_epoch: int = 3       # lr multiplied by eac_lr_decay from this epoch on
-    eac_lr_decay: float = 0.1
-    eac_confidence_penalty: float = 0.4
-    eac_balance_weight: float = 1.0
-    eac_double_softmax: bool = False  # the script's accident: Softmax in the model and in the loss
-    eac_forward_correction: bool = False  # train EAC through the noise-transition matrix
-    eac_meta_weight: float = 0.0      # weight of cross-entropy on the clean meta rows in EAC
-    relabel_every: int = 20           # epochs between EMA exchanges of the views (0 = never)
-    relabel_momentum: float = 0.5     # Y <- m * Y + (1 - m) * other view's EAC prediction
-    eac_refit_fraction: float = 0.0   # final decision: EAC refitted on the posterior (EM M-step)
-                                      # for this fraction of the loop's epochs (at least one)
-    heldout_fraction: float = 0.0     # final decision: cross-fitted classifier on the posterior, for this
-                                      # fraction of the loop's epochs (0: none; dmlp/heldout.py)
-    relabel_posterior: bool = False   # exchange the Bayes posterior p(c|x) T[c, given], not p(c|x)
-
-    # --- additions of the default configuration (see docs/deviations.md) ------------------
-    cross_fit_meta: bool = False      # view v's meta losses use meta fold v only (out-of-fold checks)
-    final_decision: str = "argmax"    # "argmax" of the views' labels, or "bayes" (see below)
-    graph_k: int = 0                  # k of the cosine kNN graph (0 = no graph propagation)
-    graph_power: float = 3.0
-    graph_dims: int = 256             # wider features: graph on this many PCA dims (0 = raw features)
-    graph_candidates: int = 7000      # rows each row is compared with in the inverted-file kNN
-                                      # search (recall vs time; cost ~ N x this x graph_dims)
-    graph_search: str = "inverted_file"  # kNN search: "inverted_file" (dmlp.graph, batched bf16
-                                      # products) or "faiss" (pip install 'dmlp[faiss]'; higher
-                                      # recall for the same candidates, about 3x the search time)
-    graph_alpha: float = 0.9
-    graph_steps: int = 30
-    graph_posterior_rounds: int = 0   # rounds of the graph re-seeded with the posterior (final decision)
-    transition_smoothing: float = 0.5
-    transition_em_steps: int = 0      # EM steps re-estimating T from all rows' posteriors (final
-                                      # decision; > 0 also re-counts T at each EMA exchange)
-
-    # --- meta set without clean labels (--meta auto) --------------------------------------
-    auto_meta_fraction: float = 0.02  # fraction of rows chosen as the confident meta set
-
-    # --- the same values grouped per component: what each kernel is given -----------------
-    run_settings = property(lambda self: _group(self, RunSettings), doc="The :class:`RunSettings`.")
-    ipc_params = property(lambda self: _group(self, IPCParams), doc="The :class:`IPCParams`.")
-    eac_params = property(lambda self: _group(self, EACParams), doc="The :class:`EACParams`.")
-    exchange_params = property(lambda self: _group(self, ExchangeParams), doc="The :class:`ExchangeParams`.")
-    graph_params = property(lambda self: _group(self, GraphParams), doc="The :class:`GraphParams`.")
-    decision_params = property(lambda self: _group(self, DecisionParams), doc="The :class:`DecisionParams`.")
-    transition_params = property(lambda self: _group(self, TransitionParams), doc="The :class:`TransitionParams`.")
+    data: str = "labels_cifar10/symmetric20"   # data folder, relative to the repo root or absolute
+    run: RunSettings = dataclasses.field(default_factory=RunSettings)
+    meta: MetaParams = dataclasses.field(default_factory=MetaParams)
+    ipc: IPCParams = dataclasses.field(default_factory=IPCParams)
+    eac: EACParams = dataclasses.field(default_factory=EACParams)
+    exchange: ExchangeParams = dataclasses.field(default_factory=ExchangeParams)
+    graph: GraphParams = dataclasses.field(default_factory=GraphParams)
+    transition: TransitionParams = dataclasses.field(default_factory=TransitionParams)
+    decision: DecisionParams = dataclasses.field(default_factory=DecisionParams)
 
     def replace(self, **changes) -> "Config":
-        """A copy with ``changes`` applied, validated like a config file's keys.
+        """A copy with ``changes`` (flat TOML key names: ``ridge=1e-3``) applied and validated.
 
         Raises
         ------
         InputError
             An unknown key or a value of the wrong type.
         """
-        return dataclasses.replace(self, **_coerce(changes, source="override"))
+        changes = _coerce(changes, source="override")
+        top = {k: changes.pop(k) for k in ("name", "data") if k in changes}
+        for group in _GROUPS:
+            fields = {KEYS[k][1]: v for k, v in changes.items() if KEYS[k][0] == group}
+            if fields:
+                top[group] = dataclasses.replace(getattr(self, group), **fields)
+        return dataclasses.replace(self, **top)
 
     def to_dict(self) -> dict:
-        """The keys and values as plain JSON-able types (as summary.json records them)."""
-        out = dataclasses.asdict(self)
-        out["label_betas"] = list(self.label_betas)
+        """The flat TOML keys and their values as plain JSON-able types (as summary.json records them)."""
+        out = {"name": self.name, "data": self.data}
+        for toml, (group, field, _) in KEYS.items():
+            if group is not None:
+                value = getattr(getattr(self, group), field)
+                out[toml] = list(value) if isinstance(value, tuple) else value
         return out
 
 
-# --- hyper-parameters per component --------------------------------------------------------
-# Each group names its fields as the component does; ``_KEYS`` maps them to the flat keys of the
-# TOML files (and of :class:`Config`), which users write unchanged.
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How a run is carried out (not the method): epochs, partition, views, seed, memory, dtype."""
-    epochs: int
-    batch_size: int
-    views: int
-    seed: int
-    resident_limit_gb: float
-    compute_dtype: str
-    feature_scaling: str
-    checkpoint_every: int
-
-
-@dataclass(frozen=True)
-class IPCParams:
-    """IPC: the closed-form estimator, the meta objective's weights, the labels' Adam."""
-    ridge: float
-    lr: float
-    betas: tuple
-    weight_decay: float
-    update_all_rows: bool
-    ce_weight: float
-    mse_weight: float
-    mse_reduction: str
-    balance_weight: float
-    balance_rows: int
-
-
-@dataclass(frozen=True)
-class EACParams:
-    """EAC: the auxiliary classifier's loss terms and its Adam schedule."""
-    enabled: bool
-    lr: float
-    lr_decay_epoch: int
-    lr_decay: float
-    confidence_penalty: float
-    balance_weight: float
-    double_softmax: bool
-    forward_correction: bool
-    meta_weight: float
-    refit_fraction: float
-
-
-@dataclass(frozen=True)
-class ExchangeParams:
-    """The EMA exchange of the views' labels through EAC's predictions."""
-    every: int
-    momentum: float
-    posterior: bool
-
-
-@dataclass(frozen=True)
-class GraphParams:
-    """The kNN feature graph of the final decision and its label propagation."""
-    k: int
-    power: float
-    dims: int
-    candidates: int
-    search: str
-    alpha: float
-    steps: int
-    posterior_rounds: int
-
-
-@dataclass(frozen=True)
-class DecisionParams:
-    """The final decision: its rule, and whether the views judge disjoint meta folds."""
-    rule: str
-    cross_fit_meta: bool
-    heldout_fraction: float
-
-
-@dataclass(frozen=True)
-class TransitionParams:
-    """The noise-transition matrix T[true, given]: smoothing of its counts, EM steps."""
-    smoothing: float
-    em_steps: int
-
-
-_KEYS = {
-    RunSettings: {f: f for f in ("epochs", "batch_size", "views", "seed", "resident_limit_gb",
-                                 "compute_dtype", "feature_scaling", "checkpoint_every")},
-    IPCParams: {"ridge": "ridge", "lr": "label_lr", "betas": "label_betas",
-                "weight_decay": "label_weight_decay", "update_all_rows": "label_update_all_rows",
-                "ce_weight": "meta_ce_weight", "mse_weight": "meta_mse_weight",
-                "mse_reduction": "meta_mse_reduction", "balance_weight": "meta_balance_weight",
-                "balance_rows": "balance_rows"},
-    EACParams: {"enabled": "eac", "lr": "eac_lr", "lr_decay_epoch": "eac_lr_decay_epoch",
-                "lr_decay": "eac_lr_decay", "confidence_penalty": "eac_confidence_penalty",
-                "balance_weight": "eac_balance_weight", "double_softmax": "eac_double_softmax",
-                "forward_correction": "eac_forward_correction", "meta_weight": "eac_meta_weight",
-                "refit_fraction": "eac_refit_fraction"},
-    ExchangeParams: {"every": "relabel_every", "momentum": "relabel_momentum",
-                     "posterior": "relabel_posterior"},
-    GraphParams: {"k": "graph_k", "power": "graph_power", "dims": "graph_dims",
-                  "candidates": "graph_candidates", "search": "graph_search", "alpha": "graph_alpha", "steps": "graph_steps",
-                  "posterior_rounds": "graph_posterior_rounds"},
-    DecisionParams: {"rule": "final_decision", "cross_fit_meta": "cross_fit_meta",
-                     "heldout_fraction": "heldout_fraction"},
-    TransitionParams: {"smoothing": "transition_smoothing", "em_steps": "transition_em_steps"},
-}
-
-
-def _group(config: Config, group: type):
-    return group(**{name: getattr(config, key) for name, key in _KEYS[group].items()})
-
-
-_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+#: ``{TOML key: (group, field, doc)}`` for every key (``name`` and ``data`` have no group).
+KEYS = {"name": (None, "name", "the config's name (runs/<data>_<name>)"),
+        "data": (None, "data", "data folder, relative to the repository root or absolute")}
+for _group_name, _group in _GROUPS.items():
+    for _f in dataclasses.fields(_group):
+        KEYS[_f.metadata["toml"]] = (_group_name, _f.name, _f.metadata["doc"])
+_DEFAULTS = {k: (getattr(getattr(Config(), g), f) if g else getattr(Config(), f)) for k, (g, f, _) in KEYS.items()}
 _CHOICES = {"meta_mse_reduction": ("sum", "mean"), "final_decision": ("argmax", "bayes"),
             "compute_dtype": ("auto", "float32", "bfloat16"),
             "feature_scaling": ("rms", "standardise", "none"),
             "graph_search": ("inverted_file", "faiss")}
 
 
+def _flatten(values: dict, source: str) -> dict:
+    """TOML tables of a group (``[ipc] ridge = ...``) as flat keys (``ridge``)."""
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            if k not in _GROUPS:
+                raise InputError(f"{source}: unknown config table [{k}] (tables: {', '.join(_GROUPS)})")
+            fields = {f.name: f.metadata["toml"] for f in dataclasses.fields(_GROUPS[k])}
+            for field, value in v.items():
+                if field not in fields:
+                    raise InputError(f"{source}: unknown key '{field}' in [{k}] (keys: {', '.join(fields)})")
+                out[fields[field]] = value
+        else:
+            out[k] = v
+    return out
+
+
 def _coerce(values: dict, source: str) -> dict:
     out = {}
-    defaults = Config()
     for key, value in values.items():
-        if key not in _FIELDS:
-            valid = ", ".join(sorted(_FIELDS))
+        if key not in KEYS:
+            valid = ", ".join(sorted(KEYS))
             raise InputError(f"{source}: unknown config key '{key}' (valid keys: {valid})")
-        expected = type(getattr(defaults, key))
+        expected = type(_DEFAULTS[key])
         try:
             if expected is tuple:
                 if isinstance(value, (str, bytes)) or any(
@@ -333,7 +303,7 @@ def _read_toml(path: Path, seen: tuple = ()) -> dict:
         raise InputError(f"{path.name}: circular 'inherit'")
     try:
         with open(path, "rb") as fh:
-            values = tomllib.load(fh)
+            values = _flatten(tomllib.load(fh), path.name)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path.name}: invalid TOML ({exc})") from None
     base = values.pop("inherit", None)
@@ -375,6 +345,6 @@ def load_config(name_or_path: Optional[str] = None, **overrides: Any) -> Config:
     path = resolve_config_path(name_or_path or "default")
     values = _read_toml(path)
     values.setdefault("name", path.stem)
-    config = Config(**_coerce(values, source=path.name))
+    config = Config().replace(**_coerce(values, source=path.name))
     changes = {k: v for k, v in overrides.items() if v is not None}
     return config.replace(**changes) if changes else config

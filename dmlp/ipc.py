@@ -25,43 +25,9 @@ import torch.nn.functional as F
 from .batches import release_freed_memory
 from .errors import InputError
 from .numerics import balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
+from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram, ridge_solve
 
 log = logging.getLogger("dmlp")
-
-
-def factor_gram(X: torch.Tensor, ridge: float, max_tries: int = 8):
-    """Cholesky factor of ``X'X + lambda I`` with ``lambda = ridge * trace(X'X) / d``.
-
-    The relative ridge keeps the term scale-free.  If the matrix is singular or too
-    ill-conditioned for the factorisation, lambda is raised tenfold (and logged) until it
-    succeeds.  Returns ``(L, lam)`` with ``L`` lower-triangular.
-    """
-    gram = X.T @ X
-    d = gram.shape[0]
-    scale = float(torch.diagonal(gram).sum()) / d
-    if not math.isfinite(scale) or scale <= 0:
-        raise InputError("training features of a batch are all zero: the Gram matrix is singular")
-    rel = max(float(ridge), 0.0)
-    for attempt in range(max_tries):
-        lam = rel * scale
-        eye = torch.eye(d, dtype=gram.dtype, device=gram.device)
-        L, info = torch.linalg.cholesky_ex(gram + lam * eye)
-        # a factorisation can "succeed" on a round-off pivot of a singular matrix: require the
-        # smallest pivot to be clearly above machine precision relative to the trace
-        tiny = 10 * torch.finfo(gram.dtype).eps * scale * d
-        if int(info) == 0 and float(torch.diagonal(L).min()) ** 2 > tiny:
-            if attempt:
-                log.warning("Gram matrix of a batch is (nearly) singular: ridge raised to %.1e "
-                            "(relative) so the closed form stays defined", rel)
-            return L, lam
-        rel = max(rel * 10.0, 1e-8)
-    raise InputError("Gram matrix of a batch stays singular even with a large ridge "
-                     "(features constant or duplicated?)")
-
-
-def closed_form(X: torch.Tensor, Y: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
-    """The inner estimator ``W = (X'X + lambda I)^-1 X'Y`` from the cached Cholesky factor."""
-    return torch.cholesky_solve(X.T @ Y, L)
 
 
 def meta_view_weights(n_meta: int, n_views: int, cross_fit: bool, seed: int,
@@ -385,14 +351,14 @@ def meta_ridge_proba(store, meta_features: torch.Tensor, meta_onehot: torch.Tens
     meta_features : torch.Tensor of shape (M, d)
     meta_onehot : torch.Tensor of shape (M, C)
     ridge : float
-        Relative ridge (at least 1e-3: M rows rarely determine d coefficients).
+        Relative ridge (at least :data:`dmlp.ridge.SMALL_SET_RIDGE`: M rows rarely determine d
+        coefficients).
 
     Returns
     -------
     np.ndarray of shape (N, C), float32
         Clipped at 0, plus 1e-3, row-normalised; batch order.
     """
-    L, _ = factor_gram(meta_features, max(ridge, 1e-3))
-    W = torch.cholesky_solve(meta_features.T @ meta_onehot, L)
+    W = ridge_solve(meta_features, meta_onehot, ridge, floor=SMALL_SET_RIDGE)
     P = torch.cat([(store.rows(r).float() @ W).clamp_min(0) for r in store.batches]) + 1e-3
     return (P / P.sum(1, keepdim=True)).cpu().numpy()

@@ -149,7 +149,7 @@ def auto_meta_config(config):
 
 
 def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: int, seed: int,
-                      ridge: float = 1e-3, scaling=None) -> np.ndarray:
+                      ridge: float = 0.0, scaling=None) -> np.ndarray:
     """Pick ``size`` rows (balanced over classes) whose given label is most plausible.
 
     Two-fold cross-fitting: a ridge estimator fitted on one half scores the other half, so a row
@@ -159,6 +159,7 @@ def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: 
     import torch                                   # lazily: input validation runs without torch
 
     from .batches import gather_rows
+    from .ridge import SMALL_SET_RIDGE, ridge_solve
     n, d = features.shape
     order = np.random.default_rng(seed).permutation(n)
     halves = [order[: n // 2], order[n // 2:]]
@@ -166,9 +167,7 @@ def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: 
     score = np.empty(n, dtype=np.float64)
     for a, b in ((0, 1), (1, 0)):
         Y = torch.nn.functional.one_hot(torch.as_tensor(noisy_labels[halves[a]]), n_classes).float()
-        gram = X[a].T @ X[a]
-        lam = ridge * float(torch.diagonal(gram).mean())
-        W = torch.linalg.solve(gram + lam * torch.eye(d), X[a].T @ Y)
+        W = ridge_solve(X[a], Y, ridge, floor=SMALL_SET_RIDGE)
         pred = (X[b] @ W).double().numpy()
         given = noisy_labels[halves[b]]
         own = pred[np.arange(len(given)), given]

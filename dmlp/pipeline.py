@@ -114,7 +114,7 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
     meta_index : array_like of int, optional
         Training rows to use; their labels come from ``correctlabels.npy``.
     meta_size : int, optional
-        Rows to draw (class-stratified, seeded; default ``config.meta_size``) or, with ``auto``,
+        Rows to draw (class-stratified, seeded; default ``config.meta.size``) or, with ``auto``,
         to pick.  Ignored when the data set has separate meta files and ``meta_size`` is None.
     auto : bool
         Pick the meta rows from the noisy data (:func:`dmlp.meta.auto_meta_indices`), no clean label.
@@ -143,10 +143,11 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
         naming, source = {"argument": meta_index_name}, f"rows from {meta_index_name}"
     elif auto:
         from .scaling import fit_feature_scaling
-        size = meta_size or max(config.n_classes or C, int(round(config.auto_meta_fraction * N)))
+        size = meta_size or max(config.run.n_classes or C, int(round(config.meta.auto_fraction * N)))
         everything = RowSubset(data.train_features, np.arange(N))
-        scaling = fit_feature_scaling(everything, method=config.feature_scaling, name="trainfeatures.npy")
-        idx = auto_meta_indices(everything, data.noisy_labels, C, size, config.seed, scaling=scaling)
+        scaling = fit_feature_scaling(everything, method=config.run.feature_scaling, name="trainfeatures.npy")
+        idx = auto_meta_indices(everything, data.noisy_labels, C, size, config.run.seed, ridge=config.ipc.ridge,
+                                scaling=scaling)
         check_meta_labels(data.noisy_labels[idx], C, "auto_meta", n_classes_from=data.n_classes_from)
         return MetaSelection(_meta_rows(data.train_features, idx), data.noisy_labels[idx], idx, None,
                              f"auto: {len(idx)} confident rows of the noisy data (no clean labels used)")
@@ -172,7 +173,7 @@ def _draw(data: Dataset, config: Config, meta_size: Optional[int]):
     if not (data.true_labels >= 0).any():
         raise InputError("correctlabels.npy: no row has a known true label (all -1), so no meta set can be "
                          "drawn: give metafeatures.npy/metalabels.npy, --meta-index, or --meta auto")
-    size = meta_size if meta_size is not None else config.meta_size
+    size = meta_size if meta_size is not None else config.meta.size
     naming = ({"argument": "meta_size", "value": size} if meta_size is not None
               else {"argument": f"meta_size = {size} (config {config.name})"})
     if size < C:
@@ -183,10 +184,10 @@ def _draw(data: Dataset, config: Config, meta_size: Optional[int]):
     n_known = int((data.true_labels >= 0).sum())
     if meta_size is None and n_known < min(size, N):
         size = n_known                    # every row whose truth is known (the config asks for more)
-        naming = {"argument": f"all {n_known} rows with a known true label (meta_size = {config.meta_size}, "
+        naming = {"argument": f"all {n_known} rows with a known true label (meta_size = {config.meta.size}, "
                               f"config {config.name})"}
-    idx = draw_meta_indices(data.true_labels, size, config.seed, argument=naming["argument"])
-    source = f"{len(idx)} rows drawn with seed {config.seed}" + (
+    idx = draw_meta_indices(data.true_labels, size, config.run.seed, argument=naming["argument"])
+    source = f"{len(idx)} rows drawn with seed {config.run.seed}" + (
         "" if n_known == N else f" from the {n_known} rows whose true label is known")
     return idx, naming, source
 
@@ -227,8 +228,8 @@ def prepare_dataset_run(data: Union[Dataset, str, Path], config: Optional[Config
     from .scaling import check_outlier_rows, fit_feature_scaling   # torch: only once the data are known good
     data = data if isinstance(data, Dataset) else load_dataset(data)
     cfg = config if config is not None else load_config("default")
-    if cfg.n_classes and cfg.n_classes != data.n_classes:
-        raise InputError(f"config {cfg.name}: n_classes = {cfg.n_classes} but the labels in {data.folder} "
+    if cfg.run.n_classes and cfg.run.n_classes != data.n_classes:
+        raise InputError(f"config {cfg.name}: n_classes = {cfg.run.n_classes} but the labels in {data.folder} "
                          f"have {data.n_classes} classes (labels 0..{data.n_classes - 1}); run without "
                          "--config, or use a config for this data")
     cfg = cfg.replace(n_classes=data.n_classes, data=str(data.folder))   # as summary.json records it
@@ -248,13 +249,13 @@ def prepare_dataset_run(data: Union[Dataset, str, Path], config: Optional[Config
     truth = None if data.true_labels is None else data.true_labels[rows]
     if truth is not None and not (truth >= 0).any():
         truth = None                                             # no known true label among the purified rows
-    n_batches = max(1, -(-len(rows) // max(1, cfg.batch_size)))
-    scaling = fit_feature_scaling(features, method=cfg.feature_scaling, name="trainfeatures.npy",
+    n_batches = max(1, -(-len(rows) // max(1, cfg.run.batch_size)))
+    scaling = fit_feature_scaling(features, method=cfg.run.feature_scaling, name="trainfeatures.npy",
                                   progress=progress, row_numbers=rows)
-    warning = gram_warning(features, len(rows) // n_batches, cfg.ridge, "trainfeatures.npy", cfg.seed,
+    warning = gram_warning(features, len(rows) // n_batches, cfg.ipc.ridge, "trainfeatures.npy", cfg.run.seed,
                            scaling=scaling)
     return PreparedRun(data, cfg, meta, rows, features, truth, scaling, dev,
-                       dtype_name(resolve_compute_dtype(cfg.compute_dtype, dev)), warning)
+                       dtype_name(resolve_compute_dtype(cfg.run.compute_dtype, dev)), warning)
 
 
 def run_prepared(prepared: PreparedRun, *, progress: bool = False, checkpoint: Optional[dict] = None,

@@ -112,7 +112,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         the dict to save (:func:`dmlp.loop.checkpoint`).  Used by the CLI's ``--resume``.
     feature_scaling : FeatureScaling, optional
         The map from the features' units to the method's (``dmlp.scaling``); default: fitted on
-        ``features`` with ``config.feature_scaling``.  Applied to ``meta_features`` alike.
+        ``features`` with ``config.run.feature_scaling``.  Applied to ``meta_features`` alike.
 
     Returns
     -------
@@ -139,23 +139,23 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     start = time.perf_counter()
     with timings("setup"):
         dev = resolve_device(device)
-        if cfg.final_decision == "bayes" and cfg.graph_k > 0:
-            require_search(cfg.graph_search)          # before the loop, not after it
+        if cfg.decision.rule == "bayes" and cfg.graph.k > 0:
+            require_search(cfg.graph.search)          # before the loop, not after it
         inputs = _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes, meta_noisy_labels)
-        scaling = feature_scaling or fit_feature_scaling(inputs.features, method=cfg.feature_scaling,
+        scaling = feature_scaling or fit_feature_scaling(inputs.features, method=cfg.run.feature_scaling,
                                                          name="features", progress=progress)
         run = _build_run(inputs, cfg, dev, scaling, true_labels, timings)
-        state = LabelState.initial(run.given, inputs.n_classes, cfg.views, cfg.ipc_params,
+        state = LabelState.initial(run.given, inputs.n_classes, cfg.run.views, cfg.ipc,
                                    _transition_model(run, cfg))
         if checkpoint is not None:
             state.load_state_dict(checkpoint)
             if run.eac is not None:
                 run.eac.load_state_dict(checkpoint["eac"])
-    fit(run, state, cfg.epochs, progress=progress, on_epoch_end=on_epoch_end)
+    fit(run, state, cfg.run.epochs, progress=progress, on_epoch_end=on_epoch_end)
     with timings("final"):
         run.ipc = None                                       # its factorisations are done with
         soft, posterior = state.distribution(), None         # (N, C), batch order
-        if cfg.final_decision == "bayes":
+        if cfg.decision.rule == "bayes":
             posterior = _bayes_decision(run, cfg, progress)(soft)
             soft = torch.as_tensor(posterior.q)
     timings["total"] = time.perf_counter() - start
@@ -189,24 +189,24 @@ def _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes,
 def _build_run(inputs: _Inputs, cfg: Config, dev: torch.device, scaling: FeatureScaling, true_labels,
                timings: Timings) -> Run:
     """The run's fixed parts: partition, features, meta set, IPC, EAC, the initial T."""
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    C, V, N, d = inputs.n_classes, int(cfg.views), *inputs.features.shape
-    order, batches = make_partition(N, cfg.batch_size, cfg.seed)
-    compute = resolve_compute_dtype(cfg.compute_dtype, dev)          # of the large products
-    store = FeatureStore(inputs.features, order, batches, dev, cfg.resident_limit_gb, compute, scaling)
+    torch.manual_seed(cfg.run.seed)
+    generator = torch.Generator().manual_seed(cfg.run.seed)
+    C, V, N, d = inputs.n_classes, int(cfg.run.views), *inputs.features.shape
+    order, batches = make_partition(N, cfg.run.batch_size, cfg.run.seed)
+    compute = resolve_compute_dtype(cfg.run.compute_dtype, dev)          # of the large products
+    store = FeatureStore(inputs.features, order, batches, dev, cfg.run.resident_limit_gb, compute, scaling)
     meta = MetaSet.build(torch.as_tensor(scaling.apply(inputs.meta_features), device=dev), inputs.meta_labels,
-                         inputs.meta_noisy_labels, C, V, cfg.cross_fit_meta, cfg.seed)
-    ipc = make_ipc(store, meta, cfg.ipc_params, cfg.resident_limit_gb)
+                         inputs.meta_noisy_labels, C, V, cfg.decision.cross_fit_meta, cfg.run.seed)
+    ipc = make_ipc(store, meta, cfg.ipc, cfg.run.resident_limit_gb)
     given = torch.as_tensor(inputs.noisy_labels[order], device=dev)           # batch order
     truth = None if true_labels is None else torch.as_tensor(np.asarray(true_labels)[order], device=dev)
     initial = None
-    if cfg.eac_forward_correction or cfg.final_decision == "bayes":
+    if cfg.eac.forward_correction or cfg.decision.rule == "bayes":
         initial = _initial_transition(store, meta, inputs.noisy_labels[order], C, cfg)
-    eac = AuxiliaryClassifier(d, C, V, cfg.eac_params, generator, device=dev, compute_dtype=compute) if cfg.eac else None
-    eac_meta = LabelledRows(meta.features.to(compute), meta.labels, meta.view_weights) if cfg.eac_meta_weight else None
-    return Run(store, meta, ipc, eac, eac_meta, given, truth, initial, cfg.exchange_params,
-               cfg.eac_forward_correction, cfg.seed, compute, timings)
+    eac = AuxiliaryClassifier(d, C, V, cfg.eac, generator, device=dev, compute_dtype=compute) if cfg.eac.enabled else None
+    eac_meta = LabelledRows(meta.features.to(compute), meta.labels, meta.view_weights) if cfg.eac.meta_weight else None
+    return Run(store, meta, ipc, eac, eac_meta, given, truth, initial, cfg.exchange,
+               cfg.eac.forward_correction, cfg.run.seed, compute, timings)
 
 
 def _transition_model(run: Run, cfg: Config) -> Optional[TransitionModel]:
@@ -217,15 +217,15 @@ def _transition_model(run: Run, cfg: Config) -> Optional[TransitionModel]:
     meta_counts = torch.zeros(C, C, device=dev) if meta.given_labels is None else torch.as_tensor(
         transition_counts(meta.clean_labels, meta.given_labels, C), dtype=torch.float32, device=dev)
     return TransitionModel(torch.as_tensor(run.initial_transition, dtype=torch.float32, device=dev), meta_counts,
-                           cfg.transition_smoothing, em=cfg.transition_em_steps > 0)
+                           cfg.transition.smoothing, em=cfg.transition.em_steps > 0)
 
 
 def _initial_transition(store, meta: MetaSet, given: np.ndarray, n_classes: int, cfg: Config) -> np.ndarray:
     """T counted on the meta rows; without their given labels, from a meta-fitted estimator."""
-    T = estimate_transition(meta.clean_labels, meta.given_labels, n_classes, cfg.transition_smoothing)
+    T = estimate_transition(meta.clean_labels, meta.given_labels, n_classes, cfg.transition.smoothing)
     if T is None:
-        T = transition_from_posteriors(meta_ridge_proba(store, meta.features, meta.onehot, cfg.ridge), given,
-                                       cfg.transition_smoothing)
+        T = transition_from_posteriors(meta_ridge_proba(store, meta.features, meta.onehot, cfg.ipc.ridge), given,
+                                       cfg.transition.smoothing)
     return T
 
 
@@ -235,10 +235,10 @@ def _epochs_for(fraction: float, epochs: int) -> int:
 
 
 def _bayes_decision(run: Run, cfg: Config, progress: bool) -> BayesDecision:
-    return BayesDecision(run, run.initial_transition, graph=cfg.graph_params, transition_params=cfg.transition_params,
-                         refit_epochs=_epochs_for(cfg.eac_refit_fraction, cfg.epochs), first_refit_epoch=cfg.epochs,
+    return BayesDecision(run, run.initial_transition, graph=cfg.graph, transition_params=cfg.transition,
+                         refit_epochs=_epochs_for(cfg.eac.refit_fraction, cfg.run.epochs), first_refit_epoch=cfg.run.epochs,
                          compute_dtype=run.compute_dtype,
-                         heldout_epochs=_epochs_for(cfg.heldout_fraction, cfg.epochs), progress=progress)
+                         heldout_epochs=_epochs_for(cfg.decision.heldout_fraction, cfg.run.epochs), progress=progress)
 
 
 def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, posterior, scaling,

@@ -267,7 +267,7 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     # --- validate every input before anything is created or written -----------------------
     cfg, data_dir, default_out = _resolve_inputs(args)
     epochs_from = "--epochs" if args.epochs is not None else f"config {cfg.name}: epochs"
-    for flag, value in ((epochs_from, cfg.epochs), ("--meta-size", args.meta_size)):
+    for flag, value in ((epochs_from, cfg.run.epochs), ("--meta-size", args.meta_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
     _check_plotting(args.plot)
@@ -310,10 +310,10 @@ def _run(args, prepared: PreparedRun, out: Path, fingerprint: str, checkpoint, t
     N, C = data.train_features.shape[0], data.n_classes
 
     def on_epoch_end(epoch, state):
-        if cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0 and epoch + 1 < cfg.epochs:
+        if cfg.run.checkpoint_every and (epoch + 1) % cfg.run.checkpoint_every == 0 and epoch + 1 < cfg.run.epochs:
             io.save_torch(out / CHECKPOINT, {**state(), "fingerprint": fingerprint})
 
-    phase(f"purifying {len(rows)} rows ({C} classes, config {cfg.name}, {cfg.epochs} epochs, "
+    phase(f"purifying {len(rows)} rows ({C} classes, config {cfg.name}, {cfg.run.epochs} epochs, "
           f"device {prepared.device})")
     full = run_prepared(prepared, progress=not args.quiet, checkpoint=checkpoint, on_epoch_end=on_epoch_end)
     result = full.result
@@ -325,7 +325,7 @@ def _run(args, prepared: PreparedRun, out: Path, fingerprint: str, checkpoint, t
         "cpu_native_bf16": native_bf16_cpu(), "feature_scaling": result.feature_scaling.summary(),
         "timings": {k: round(v, 3) for k, v in result.timings.items()},
         "config": cfg.to_dict(), "history": result.history, "notes": result.notes,
-        "features_in_ram": fits_in_ram(len(rows), data.train_features.shape[1], cfg.resident_limit_gb),
+        "features_in_ram": fits_in_ram(len(rows), data.train_features.shape[1], cfg.run.resident_limit_gb),
         **_noise_estimate(result),
         **full.evaluation(progress=not args.quiet),
     }

@@ -1,14 +1,12 @@
 """Config files: inherit chains, unknown keys, types, every shipped config loads."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 
 from dmlp.config import CONFIG_DIR, Config, load_config
 from dmlp.errors import InputError
 
-FIELDS = [f.name for f in dataclasses.fields(Config)]
 
 
 def _write(path, text):
@@ -19,24 +17,24 @@ def _write(path, text):
 def test_default_inherits_paper_and_overrides():
     paper, default = load_config("paper"), load_config("default")
     assert paper.name == "paper" and default.name == "default"
-    assert default.final_decision == "bayes" and paper.final_decision == "argmax"
-    assert default.batch_size == paper.batch_size and default.label_lr == paper.label_lr
-    assert default.label_betas == paper.label_betas == (0.5, 0.999)
+    assert default.decision.rule == "bayes" and paper.decision.rule == "argmax"
+    assert default.run.batch_size == paper.run.batch_size and default.ipc.lr == paper.ipc.lr
+    assert default.ipc.betas == paper.ipc.betas == (0.5, 0.999)
 
 
 def test_three_level_inherit_chain_by_name():
     cfg = load_config("cifar10_sym50")          # -> default -> paper
     default = load_config("default")
-    assert cfg.name == "cifar10_sym50" and cfg.n_classes == 10
-    assert cfg.replace(name="default", data=default.data, n_classes=default.n_classes) == default
+    assert cfg.name == "cifar10_sym50" and cfg.run.n_classes == 10
+    assert cfg.replace(name="default", data=default.data, n_classes=default.run.n_classes) == default
 
 
 def test_inherit_chain_from_files(tmp_path):
     base = _write(tmp_path / "base.toml", 'inherit = "paper"\nepochs = 7\nlabel_lr = 0.02\n')
     child = _write(tmp_path / "child.toml", f'inherit = "{base}"\nepochs = 9\n')
     cfg = load_config(str(child))
-    assert cfg.epochs == 9 and cfg.label_lr == 0.02
-    assert cfg.relabel_every == load_config("paper").relabel_every
+    assert cfg.run.epochs == 9 and cfg.ipc.lr == 0.02
+    assert cfg.exchange.every == load_config("paper").exchange.every
 
 
 def test_name_defaults_to_file_stem_even_with_inherit(tmp_path):
@@ -46,7 +44,7 @@ def test_name_defaults_to_file_stem_even_with_inherit(tmp_path):
 
 def test_overrides_and_none_passthrough():
     cfg = load_config("paper", epochs=3, seed=None)
-    assert cfg.epochs == 3 and cfg.seed == load_config("paper").seed
+    assert cfg.run.epochs == 3 and cfg.run.seed == load_config("paper").run.seed
     with pytest.raises(InputError, match="epochz"):
         load_config("paper", epochz=3)
 
@@ -55,7 +53,7 @@ def test_inherit_relative_path_is_relative_to_the_including_file(tmp_path, monke
     _write(tmp_path / "base.toml", 'inherit = "paper"\nepochs = 7\n')
     child = _write(tmp_path / "child.toml", 'inherit = "base.toml"\n')
     monkeypatch.chdir(CONFIG_DIR.parent)
-    assert load_config(str(child)).epochs == 7
+    assert load_config(str(child)).run.epochs == 7
 
 
 def test_circular_inherit_is_refused(tmp_path):
@@ -121,7 +119,7 @@ def test_every_shipped_config_loads(path):
     by_path = load_config(str(path))
     assert by_name == by_path
     assert by_name.name == path.stem
-    assert by_name.epochs > 0 and by_name.batch_size > 0 and by_name.views >= 1
+    assert by_name.run.epochs > 0 and by_name.run.batch_size > 0 and by_name.run.views >= 1
 
 
 def test_every_setting_has_a_paper_twin():
@@ -135,12 +133,11 @@ def test_every_setting_has_a_paper_twin():
     assert not orphans, f"_paper configs without a default twin: {orphans}"
     for s in settings:
         ours, twin = load_config(s), load_config(f"{s}_paper")
-        assert (ours.data, ours.n_classes) == (twin.data, twin.n_classes), s
+        assert (ours.data, ours.run.n_classes) == (twin.data, twin.run.n_classes), s
 
 
 def test_a_file_without_inherit_refines_the_default(tmp_path):
-    """A user's config without ``inherit`` is the default method with its keys changed, not the
-    bare ``Config`` fields (which are the paper's)."""
+    """A user's config without ``inherit`` is the default method with its keys changed."""
     cfg = load_config(str(_write(tmp_path / "mine.toml", "epochs = 3\n")))
     assert cfg.replace(name="default", epochs=100) == load_config("default")
     paper = load_config(str(_write(tmp_path / "p.toml", 'inherit = "paper"\nepochs = 3\n')))
@@ -151,5 +148,5 @@ def test_meta_auto_runs_without_the_held_out_expert():
     """--meta auto calibrates on rows chosen for agreeing with a classifier: no held-out expert."""
     from dmlp.meta import auto_meta_config
     cfg = load_config("default")
-    assert cfg.heldout_fraction > 0
+    assert cfg.decision.heldout_fraction > 0
     assert auto_meta_config(cfg) == cfg.replace(heldout_fraction=0.0)

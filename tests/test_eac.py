@@ -11,11 +11,11 @@ from dmlp.config import Config
 from dmlp.eac import AuxiliaryClassifier, exchange
 
 N, D, C, V = 50, 7, 4, 2
-PLAIN = Config(eac_confidence_penalty=0.0, eac_balance_weight=0.0, eac_meta_weight=0.0)
+PLAIN = Config().replace(eac_confidence_penalty=0.0, eac_balance_weight=0.0, eac_meta_weight=0.0)
 
 
 def _clf(cfg=PLAIN, views=V, seed=0):
-    clf = AuxiliaryClassifier(D, C, views, cfg.eac_params, torch.Generator().manual_seed(seed))
+    clf = AuxiliaryClassifier(D, C, views, cfg.eac, torch.Generator().manual_seed(seed))
     g = torch.Generator().manual_seed(seed + 100)
     X = torch.randn(N, D, generator=g)
     targets = torch.randint(0, C, (views, N), generator=g)
@@ -64,7 +64,7 @@ def test_forward_correction_uses_transition_rows_as_true_to_given():
 
 
 def test_confidence_penalty_balance_and_meta_terms():
-    cfg = Config(eac_confidence_penalty=0.4, eac_balance_weight=0.8, eac_meta_weight=1.5)
+    cfg = Config().replace(eac_confidence_penalty=0.4, eac_balance_weight=0.8, eac_meta_weight=1.5)
     clf, X, t = _clf(cfg)
     meta_X = torch.randn(9, D, generator=torch.Generator().manual_seed(7))
     meta_y = torch.arange(9) % C
@@ -89,7 +89,7 @@ def test_confidence_penalty_balance_and_meta_terms():
 
 
 def test_step_decreases_the_loss():
-    clf, X, t = _clf(Config(eac_lr=0.05, eac_confidence_penalty=0.0, eac_balance_weight=0.0))
+    clf, X, t = _clf(Config().replace(eac_lr=0.05, eac_confidence_penalty=0.0, eac_balance_weight=0.0))
     first = clf.step(X, t)
     for _ in range(30):
         last = clf.step(X, t)
@@ -97,7 +97,7 @@ def test_step_decreases_the_loss():
 
 
 def test_lr_decay_epoch():
-    cfg = Config(eac_lr=0.006, eac_lr_decay_epoch=3, eac_lr_decay=0.1)
+    cfg = Config().replace(eac_lr=0.006, eac_lr_decay_epoch=3, eac_lr_decay=0.1)
     clf, _, _ = _clf(cfg)
     clf.set_epoch(2)
     assert clf.adam_weight.lr == pytest.approx(0.006) and clf.adam_bias.lr == pytest.approx(0.006)
@@ -129,7 +129,7 @@ def _assert_gradients_match_autograd(clf, X, targets, T=None, meta=None):
 @pytest.mark.parametrize("terms", _TERMS)
 def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
     cfg = PLAIN.replace(**terms)
-    clf = AuxiliaryClassifier(D, C, V, cfg.eac_params, torch.Generator().manual_seed(3), dtype=torch.float64,
+    clf = AuxiliaryClassifier(D, C, V, cfg.eac, torch.Generator().manual_seed(3), dtype=torch.float64,
                               compute_dtype=torch.float64)
     g = torch.Generator().manual_seed(4)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
@@ -147,7 +147,7 @@ def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
 def test_soft_target_gradients_match_autograd_in_float64(terms):
     """The final M-step trains EAC on the posterior: soft targets shared by the views."""
     cfg = PLAIN.replace(**terms)
-    clf = AuxiliaryClassifier(D, C, V, cfg.eac_params, torch.Generator().manual_seed(5), dtype=torch.float64,
+    clf = AuxiliaryClassifier(D, C, V, cfg.eac, torch.Generator().manual_seed(5), dtype=torch.float64,
                               compute_dtype=torch.float64)
     g = torch.Generator().manual_seed(6)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
@@ -166,14 +166,14 @@ def test_soft_target_gradients_match_autograd_in_float64(terms):
 def test_step_is_adam_on_the_loss():
     """Steps equal torch.optim.Adam (default betas) driven by autograd on the same loss."""
     cfg = PLAIN.replace(eac_balance_weight=1.0, eac_confidence_penalty=0.2)
-    clf = AuxiliaryClassifier(D, C, V, cfg.eac_params, torch.Generator().manual_seed(5), dtype=torch.float64,
+    clf = AuxiliaryClassifier(D, C, V, cfg.eac, torch.Generator().manual_seed(5), dtype=torch.float64,
                               compute_dtype=torch.float64)
     g = torch.Generator().manual_seed(6)
     X = torch.randn(N, D, generator=g, dtype=torch.float64)
     t = torch.randint(0, C, (V, N), generator=g)
     w = clf.weight.clone().requires_grad_(True)
     b = clf.bias.clone().requires_grad_(True)
-    opt = torch.optim.Adam([w, b], lr=cfg.eac_lr)
+    opt = torch.optim.Adam([w, b], lr=cfg.eac.lr)
     for _ in range(6):
         clf.step(X, t)
         opt.zero_grad()

@@ -12,7 +12,8 @@ import torch
 from dmlp.config import Config
 from dmlp.errors import InputError
 from dmlp.numerics import RowAdam
-from dmlp.ipc import closed_form, factor_gram, label_gradient, meta_objective, meta_view_weights
+from dmlp.ipc import label_gradient, meta_objective, meta_view_weights
+from dmlp.ridge import closed_form, factor_gram
 
 B, D, C, M, V = 40, 8, 3, 15, 2
 
@@ -29,7 +30,7 @@ def _problem(seed=0, dtype=torch.float64):
 
 # all three loss terms on, with distinct weights so a mixed-up term would show
 MW = meta_view_weights(M, V, cross_fit=False, seed=0, dtype=torch.float64)   # every view sees every meta row
-CFG = Config(meta_ce_weight=1.0, meta_mse_weight=0.3, meta_balance_weight=0.7, meta_mse_reduction="sum").ipc_params
+CFG = Config().replace(meta_ce_weight=1.0, meta_mse_weight=0.3, meta_balance_weight=0.7, meta_mse_reduction="sum").ipc
 
 
 # --- closed form ---------------------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_label_gradient_matches_finite_differences_with_cached_factor(reduction)
 def test_label_gradient_mse_only_matches_closed_form_expression():
     """dLoss/dY_B = X_B (X'X + lambda I)^-1 X_meta' G with G = 2 (meta predictions - onehot)."""
     X, Y, meta_X, meta_onehot = _problem(seed=5)
-    cfg = Config(meta_ce_weight=0.0, meta_mse_weight=1.0, meta_balance_weight=0.0).ipc_params
+    cfg = Config().replace(meta_ce_weight=0.0, meta_mse_weight=1.0, meta_balance_weight=0.0).ipc
     L, lam = factor_gram(X, 1e-2)
     _, grad = label_gradient(Y, X, L, meta_X, meta_onehot, MW, cfg)
     A = X.T @ X + lam * torch.eye(D, dtype=X.dtype)

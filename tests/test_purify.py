@@ -122,7 +122,7 @@ def test_synthetic_mixture_purification_beats_noisy_labels(mixture, one_thread, 
     assert res.n_changed == int((res.labels != noisy[M:]).sum())
     np.testing.assert_array_equal(res.label_quality, res.soft_labels[np.arange(3000), noisy[M:]])
     assert len(res.history) == epochs
-    if cfg.final_decision == "argmax":   # history tracks the views' argmax, before any Bayes decision
+    if cfg.decision.rule == "argmax":   # history tracks the views' argmax, before any Bayes decision
         assert res.history[-1]["label_accuracy"] == pytest.approx(after, abs=1e-6)
     # the estimated label quality separates wrong from right given labels
     wrong = noisy[M:] != y[M:]

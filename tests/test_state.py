@@ -19,7 +19,7 @@ def _state(seed=0):
     g = torch.Generator().manual_seed(seed)
     given = torch.randint(0, C, (N,), generator=g)
     T = TransitionModel(torch.full((C, C), 1.0 / C), torch.zeros(C, C), 0.5, em=True)
-    return LabelState.initial(given, C, V, Config().ipc_params, T)
+    return LabelState.initial(given, C, V, Config().ipc, T)
 
 
 def _advance(state, seed=1):
@@ -67,7 +67,7 @@ def _store_and_meta(limit_gb):
 
 
 def test_the_factory_picks_the_implementation_and_they_agree():
-    params = Config(ridge=1e-3).ipc_params
+    params = Config().replace(ridge=1e-3).ipc
     store, meta = _store_and_meta(1.0)
     whitened = make_ipc(store, meta, params, 1.0)
     assert type(whitened) is WhitenedIPC
