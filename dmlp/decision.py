@@ -45,13 +45,20 @@ class BayesDecision:
 
     Parameters
     ----------
-    run : dmlp.loop.Run
-        The run (features, meta set, EAC, given labels, seed).
+    store : dmlp.batches.FeatureStore
+        The training rows' features, batch by batch.
+    meta : dmlp.state.MetaSet
+    eac : dmlp.eac.AuxiliaryClassifier or None
+        The loop's trained EAC (refitted in stage 4); None without EAC.
+    given : torch.Tensor of shape (N,)
+        The given labels, batch order.
     transition : np.ndarray of shape (C, C)
         The initial T[true, given] the decision's EM starts from (counted on the meta rows, or
         from a meta-fitted estimator).
     graph : GraphParams
     transition_params : TransitionParams
+    seed : int
+        The run's seed (graph search, refit visit orders, held-out halves).
     refit_epochs : int
         Epochs of EAC's refit (0: none).
     first_refit_epoch : int
@@ -66,16 +73,17 @@ class BayesDecision:
         A bar over the stages.
     """
 
-    def __init__(self, run, transition: np.ndarray, *, graph: GraphParams,
-                 transition_params: TransitionParams, refit_epochs: int, first_refit_epoch: int,
+    def __init__(self, store, meta, eac, given: torch.Tensor, transition: np.ndarray, *, graph: GraphParams,
+                 transition_params: TransitionParams, seed: int, refit_epochs: int, first_refit_epoch: int,
                  compute_dtype: torch.dtype, heldout_epochs: int = 0, progress: bool = True):
-        self.run, self.transition, self.graph, self.transition_params = run, transition, graph, transition_params
+        self.store, self.meta, self.eac, self.given, self.seed = store, meta, eac, given, seed
+        self.transition, self.graph, self.transition_params = transition, graph, transition_params
         self.refit_epochs, self.first_refit_epoch = refit_epochs, first_refit_epoch
         self.compute_dtype, self.heldout_epochs, self.progress = compute_dtype, heldout_epochs, progress
 
     def __call__(self, ipc_soft: torch.Tensor) -> Posterior:
         """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
-        refit = self.run.eac is not None and self.refit_epochs > 0
+        refit = self.eac is not None and self.refit_epochs > 0
         rounds = self.graph.posterior_rounds if self.graph.k > 0 else 0
         bar = progress_bar(total=(5 if refit else 3) + (self.heldout_epochs > 0) + rounds, desc="final decision",
                            unit="stage", enabled=self.progress)
@@ -101,8 +109,8 @@ class BayesDecision:
         heldout = None
         if self.heldout_epochs > 0:
             stage("held-out classifier")
-            heldout = cross_fitted_proba(self.run.store, self.run.meta.features, posterior.q,
-                                         epochs=self.heldout_epochs, seed=self.run.seed)
+            heldout = cross_fitted_proba(self.store, self.meta.features, posterior.q,
+                                         epochs=self.heldout_epochs, seed=self.seed)
             posterior = self.posterior(eac, graph, heldout)
             bar.update()
         for _ in range(rounds):
@@ -115,72 +123,67 @@ class BayesDecision:
 
     def eac_evidence(self, ipc_soft: torch.Tensor) -> EACEvidence:
         """Stage 1 (without EAC: IPC's labels, and a uniform distribution on the meta rows)."""
-        run = self.run
-        M = len(run.meta.clean_labels)
-        if run.eac is None:
+        M = len(self.meta.clean_labels)
+        if self.eac is None:
             C = ipc_soft.shape[1]
             return EACEvidence(ipc_soft.cpu().numpy(), np.full((M, C), 1.0 / C), None)
         with torch.no_grad():
-            per_view = torch.cat([run.eac.predict_proba(run.store.rows(r)) for r in run.store.batches], 1)
+            per_view = torch.cat([self.eac.predict_proba(self.store.rows(r)) for r in self.store.batches], 1)
             train = torch.softmax(per_view.log().mean(0), -1).cpu().numpy()
-            meta_views = run.eac.predict_proba(run.meta.features).cpu().numpy()          # V x M x C
+            meta_views = self.eac.predict_proba(self.meta.features).cpu().numpy()          # V x M x C
         seen = np.ones((meta_views.shape[0], M))             # which views judge each meta row
-        if run.meta.cross_fitted:
-            seen[run.meta.fold, np.arange(M)] = 0.0
+        if self.meta.cross_fitted:
+            seen[self.meta.fold, np.arange(M)] = 0.0
         log_meta = (safe_log(meta_views) * seen[..., None]).sum(0) / seen.sum(0)[:, None]
         meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
         return EACEvidence(train, meta / meta.sum(1, keepdims=True), per_view.cpu().numpy())
 
     def affinity(self):
         """The normalised kNN graph of the training and meta rows (:func:`dmlp.graph.knn_graph`)."""
-        run, g = self.run, self.graph
+        g = self.graph
         release_freed_memory()
-        return knn_graph(graph_features(run.store, run.meta.features, g.dims, self.compute_dtype), g.k,
-                         g.power, run.seed, candidates=g.candidates, search=g.search,
+        return knn_graph(graph_features(self.store, self.meta.features, g.dims, self.compute_dtype), g.k,
+                         g.power, self.seed, candidates=g.candidates, search=g.search,
                          overwrite_input=True)    # a fresh copy: normalised in place
 
     def graph_evidence(self, affinity, ipc_soft: torch.Tensor, eac_meta: np.ndarray,
                        held_terms: bool = False) -> Optional[GraphEvidence]:
         """Stage 2 (None without a graph)."""
-        run = self.run
         if affinity is None:
             return None
-        return graph_evidence(affinity, ipc_soft.cpu().numpy(), eac_meta, run.meta.given_labels,
-                              run.meta.clean_labels, run.meta.fold, self.transition,
+        return graph_evidence(affinity, ipc_soft.cpu().numpy(), eac_meta, self.meta.given_labels,
+                              self.meta.clean_labels, self.meta.fold, self.transition,
                               alpha=self.graph.alpha, steps=self.graph.steps,
-                              n_views=run.meta.view_weights.shape[0] if run.meta.cross_fitted else 0,
+                              n_views=self.meta.view_weights.shape[0] if self.meta.cross_fitted else 0,
                               held_terms=held_terms)
 
     def posterior_graph_evidence(self, affinity, posterior: Posterior, eac: EACEvidence,
                                  graph: GraphEvidence) -> GraphEvidence:
         """Stage 6: the graph seeded with the posterior; for each meta fold f the training rows
         carry the posterior from the graph term with fold f held out."""
-        run = self.run
-        given = run.given.cpu().numpy()
+        given = self.given.cpu().numpy()
         held = {f: posterior.apply([safe_log(eac.train), term], given) for f, term in graph.held.items()}
-        return posterior_graph_evidence(affinity, posterior, held, eac.meta, run.meta.given_labels,
-                                        run.meta.clean_labels, run.meta.fold,
+        return posterior_graph_evidence(affinity, posterior, held, eac.meta, self.meta.given_labels,
+                                        self.meta.clean_labels, self.meta.fold,
                                         alpha=self.graph.alpha, steps=self.graph.steps)
 
     def posterior(self, eac: EACEvidence, graph: Optional[GraphEvidence], heldout=None) -> Posterior:
         """Stage 3."""
-        run = self.run
-        return bayes_posterior(eac.train, eac.meta, run.given.cpu().numpy(), run.meta.given_labels,
-                               run.meta.clean_labels, self.transition, graph, heldout=heldout,
+        return bayes_posterior(eac.train, eac.meta, self.given.cpu().numpy(), self.meta.given_labels,
+                               self.meta.clean_labels, self.transition, graph, heldout=heldout,
                                em_steps=self.transition_params.em_steps,
                                smoothing=self.transition_params.smoothing)
 
     def refit_eac(self, posterior: Posterior, eac: EACEvidence, graph: Optional[GraphEvidence]) -> None:
         """Stage 4: EAC trained further on the posterior as soft targets (the meta rows stay out)."""
-        run = self.run
-        targets = torch.as_tensor(refit_targets(posterior, eac, graph, run.given.cpu().numpy(),
-                                                run.meta.cross_fitted),
-                                  dtype=torch.float32, device=run.given.device)
-        run.eac.restart_lr()
-        n = len(run.store)
+        targets = torch.as_tensor(refit_targets(posterior, eac, graph, self.given.cpu().numpy(),
+                                                self.meta.cross_fitted),
+                                  dtype=torch.float32, device=self.given.device)
+        self.eac.restart_lr()
+        n = len(self.store)
         for epoch in range(self.refit_epochs):
-            for k in np.random.default_rng([run.seed, self.first_refit_epoch + epoch]).permutation(n):
-                run.eac.step(run.store.batch(k), targets[..., run.store.batches[k], :])
+            for k in np.random.default_rng([self.seed, self.first_refit_epoch + epoch]).permutation(n):
+                self.eac.step(self.store.batch(k), targets[..., self.store.batches[k], :])
 
 
 def refit_targets(posterior: Posterior, eac: EACEvidence, graph: Optional[GraphEvidence],

@@ -264,6 +264,11 @@ class IPCCorrection:
         """IPC of batch ``k`` (features ``X_B``); returns its meta loss (0.0: done per epoch)."""
         return 0.0
 
+    def release(self) -> None:
+        """Free the per-batch factorisations once the loop is done (no step may follow)."""
+        self.__dict__.pop("batches", None)
+        self.__dict__.pop("factors", None)
+
 
 class WhitenedIPC(IPCCorrection):
     """All batches' IPC steps in one batched product on whitened copies (:class:`WhitenedBatches`):

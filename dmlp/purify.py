@@ -21,7 +21,7 @@ from .eac import AuxiliaryClassifier, LabelledRows
 from .errors import InputError, check_finite
 from .graph import require_search
 from .ipc import make_ipc, meta_ridge_proba
-from .loop import Run, Timings, fit
+from .loop import LoopSettings, Run, Timings, fit
 from .meta import check_meta_labels
 from .scaling import FeatureScaling, check_outlier_rows, fit_feature_scaling
 from .state import LabelState, MetaSet, label_distribution  # noqa: F401 (public)
@@ -144,22 +144,24 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         inputs = _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes, meta_noisy_labels)
         scaling = feature_scaling or fit_feature_scaling(inputs.features, method=cfg.run.feature_scaling,
                                                          name="features", progress=progress)
-        run = _build_run(inputs, cfg, dev, scaling, true_labels, timings)
+        compute = resolve_compute_dtype(cfg.run.compute_dtype, dev)          # of the large products
+        run, initial_transition = _build_run(inputs, cfg, dev, scaling, true_labels, compute)
         state = LabelState.initial(run.given, inputs.n_classes, cfg.run.views, cfg.ipc,
-                                   _transition_model(run, cfg))
+                                   _transition_model(run.meta, initial_transition, cfg, dev))
         if checkpoint is not None:
             state.load_state_dict(checkpoint)
             if run.eac is not None:
                 run.eac.load_state_dict(checkpoint["eac"])
-    fit(run, state, cfg.run.epochs, progress=progress, on_epoch_end=on_epoch_end)
+    settings = LoopSettings(cfg.exchange, cfg.eac.forward_correction, cfg.run.seed)
+    fit(run, state, settings, cfg.run.epochs, timings, progress=progress, on_epoch_end=on_epoch_end)
     with timings("final"):
-        run.ipc = None                                       # its factorisations are done with
+        run.ipc.release()                                    # its factorisations are done with
         soft, posterior = state.distribution(), None         # (N, C), batch order
         if cfg.decision.rule == "bayes":
-            posterior = _bayes_decision(run, cfg, progress)(soft)
+            posterior = _bayes_decision(run, initial_transition, cfg, compute, progress)(soft)
             soft = torch.as_tensor(posterior.q)
     timings["total"] = time.perf_counter() - start
-    return _result(run, state, inputs, soft, posterior, scaling, timings)
+    return _result(run, state, inputs, soft, posterior, scaling, compute, timings)
 
 
 def _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes, meta_noisy_labels) -> _Inputs:
@@ -187,13 +189,12 @@ def _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes,
 
 
 def _build_run(inputs: _Inputs, cfg: Config, dev: torch.device, scaling: FeatureScaling, true_labels,
-               timings: Timings) -> Run:
-    """The run's fixed parts: partition, features, meta set, IPC, EAC, the initial T."""
+               compute: torch.dtype):
+    """The run's fixed parts (partition, features, meta set, IPC, EAC) and the initial T (or None)."""
     torch.manual_seed(cfg.run.seed)
     generator = torch.Generator().manual_seed(cfg.run.seed)
     C, V, N, d = inputs.n_classes, int(cfg.run.views), *inputs.features.shape
     order, batches = make_partition(N, cfg.run.batch_size, cfg.run.seed)
-    compute = resolve_compute_dtype(cfg.run.compute_dtype, dev)          # of the large products
     store = FeatureStore(inputs.features, order, batches, dev, cfg.run.resident_limit_gb, compute, scaling)
     meta = MetaSet.build(torch.as_tensor(scaling.apply(inputs.meta_features), device=dev), inputs.meta_labels,
                          inputs.meta_noisy_labels, C, V, cfg.decision.cross_fit_meta, cfg.run.seed)
@@ -205,18 +206,18 @@ def _build_run(inputs: _Inputs, cfg: Config, dev: torch.device, scaling: Feature
         initial = _initial_transition(store, meta, inputs.noisy_labels[order], C, cfg)
     eac = AuxiliaryClassifier(d, C, V, cfg.eac, generator, device=dev, compute_dtype=compute) if cfg.eac.enabled else None
     eac_meta = LabelledRows(meta.features.to(compute), meta.labels, meta.view_weights) if cfg.eac.meta_weight else None
-    return Run(store, meta, ipc, eac, eac_meta, given, truth, initial, cfg.exchange,
-               cfg.eac.forward_correction, cfg.run.seed, compute, timings)
+    return Run(store, meta, ipc, eac, eac_meta, given, truth), initial
 
 
-def _transition_model(run: Run, cfg: Config) -> Optional[TransitionModel]:
+def _transition_model(meta: MetaSet, initial_transition: Optional[np.ndarray], cfg: Config,
+                      dev: torch.device) -> Optional[TransitionModel]:
     """The loop's T: the initial T, re-estimated at the exchanges with the meta rows' counts."""
-    if run.initial_transition is None:
+    if initial_transition is None:
         return None
-    meta, C, dev = run.meta, len(run.initial_transition), run.given.device
+    C = len(initial_transition)
     meta_counts = torch.zeros(C, C, device=dev) if meta.given_labels is None else torch.as_tensor(
         transition_counts(meta.clean_labels, meta.given_labels, C), dtype=torch.float32, device=dev)
-    return TransitionModel(torch.as_tensor(run.initial_transition, dtype=torch.float32, device=dev), meta_counts,
+    return TransitionModel(torch.as_tensor(initial_transition, dtype=torch.float32, device=dev), meta_counts,
                            cfg.transition.smoothing, em=cfg.transition.em_steps > 0)
 
 
@@ -234,15 +235,17 @@ def _epochs_for(fraction: float, epochs: int) -> int:
     return max(1, round(fraction * epochs)) if fraction else 0
 
 
-def _bayes_decision(run: Run, cfg: Config, progress: bool) -> BayesDecision:
-    return BayesDecision(run, run.initial_transition, graph=cfg.graph, transition_params=cfg.transition,
-                         refit_epochs=_epochs_for(cfg.eac.refit_fraction, cfg.run.epochs), first_refit_epoch=cfg.run.epochs,
-                         compute_dtype=run.compute_dtype,
+def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torch.dtype,
+                    progress: bool) -> BayesDecision:
+    return BayesDecision(run.store, run.meta, run.eac, run.given, transition, graph=cfg.graph,
+                         transition_params=cfg.transition, seed=cfg.run.seed,
+                         refit_epochs=_epochs_for(cfg.eac.refit_fraction, cfg.run.epochs),
+                         first_refit_epoch=cfg.run.epochs, compute_dtype=compute,
                          heldout_epochs=_epochs_for(cfg.decision.heldout_fraction, cfg.run.epochs), progress=progress)
 
 
 def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, posterior, scaling,
-            timings: Timings) -> PurifyResult:
+            compute: torch.dtype, timings: Timings) -> PurifyResult:
     """Back to the caller's row order, checked finite."""
     N = len(inputs.noisy_labels)
     inverse = np.empty(N, dtype=np.int64)
@@ -265,5 +268,5 @@ def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, po
         n_views=state.labels.shape[1], device=str(run.given.device),
         notes={} if posterior is None else posterior.info,
         transition_matrix=None if T is None else check_finite(np.asarray(T, dtype=np.float64), "the transition matrix"),
-        compute_dtype=dtype_name(run.compute_dtype),
+        compute_dtype=dtype_name(compute),
         feature_scaling=scaling)
