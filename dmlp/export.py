@@ -8,12 +8,15 @@ match theirs character for character:
   ``0.5_sym.json``;
 * C2D ``main_cifar.py``: ``'%s/%.2f_%s.json' % (data_path, r, noise_mode)``, e.g. ``0.50_sym.json``.
 
-The same ``--r`` and ``--noise_mode`` must then be passed to the trainer.  Reading such a file
-back into the authors' ``.npy`` layout is :func:`read_noise_file`.
+The same ``--r`` and ``--noise_mode`` must then be passed to the trainer:
+:func:`trainer_command` writes that command line.  Reading such a file back into the authors'
+``.npy`` layout is :func:`read_noise_file`.
 """
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -25,6 +28,17 @@ from .data import require_file
 from .io import save_noise_file
 
 FORMATS = {"dividemix": "%.1f_%s.json", "c2d": "%.2f_%s.json"}
+
+#: each consumer's name, its CIFAR training script (run from a clone of its repository:
+#: LiJunnan1992/DivideMix, ContrastToDivide/C2D) and the arguments it needs besides --dataset,
+#: --data_path, --r and --noise_mode ("{classes}": the data set's number of classes).
+TRAINERS = {
+    "dividemix": ("DivideMix", "Train_cifar.py", ("--num_class", "{classes}")),
+    "c2d": ("C2D", "main_cifar.py", ("--experiment-name", "dmlp", "--method", "selfsup",
+                                     "--net", "resnet18")),
+}
+#: the data sets both trainers' CIFAR scripts take, and their number of classes.
+DATASETS = {"cifar10": 10, "cifar100": 100}
 
 
 def noise_file_name(r: float, noise_mode: str, fmt: str) -> str:
@@ -43,6 +57,81 @@ def expand_formats(fmt: str) -> list:
     if fmt not in FORMATS:
         raise InputError(f"--format: unknown format {fmt!r} (expected dividemix, c2d or both)")
     return [fmt]
+
+
+def trainer_command(fmt: str, data_path, r: float, noise_mode: str, dataset: str = "cifar10") -> str:
+    """The command line that trains consumer ``fmt`` on the noise file written for ``r`` and
+    ``noise_mode`` under ``data_path``.
+
+    The trainer rebuilds the file name from its ``--data_path``, ``--r`` and ``--noise_mode``
+    (:data:`FORMATS`) and draws fresh random noise when no file has that name, so these three
+    are the ones the file was written with: the folder as an absolute path, ``r`` as the
+    shortest decimal that parses back to the same float.
+
+    Parameters
+    ----------
+    fmt : {"dividemix", "c2d"}
+        The consumer.
+    data_path : path
+        The folder the noise file was written into (the trainer's ``--data_path``).
+    r, noise_mode : float, str
+        The values the file name was made from (:func:`noise_file_name`).
+    dataset : {"cifar10", "cifar100"}
+        The trainer's ``--dataset`` (:func:`trainer_dataset`).
+
+    Returns
+    -------
+    str
+        A shell-quoted command, e.g. ``python Train_cifar.py --dataset cifar10 --data_path
+        /data/cifar-10-batches-py --r 0.5 --noise_mode sym --num_class 10``.
+
+    Raises
+    ------
+    InputError
+        An unknown ``fmt`` or ``dataset``, or a ``noise_mode`` that cannot be part of a file name.
+    """
+    noise_file_name(r, noise_mode, fmt)  # validates fmt and noise_mode
+    if dataset not in DATASETS:
+        raise InputError(f"must be one of {', '.join(DATASETS)}", argument="dataset", value=dataset)
+    _, script, extra = TRAINERS[fmt]
+    args = ["--dataset", dataset, "--data_path", os.path.abspath(data_path), "--r", repr(float(r)),
+            "--noise_mode", noise_mode, *(a.format(classes=DATASETS[dataset]) for a in extra)]
+    return shlex.join(["python", script, *args])
+
+
+def trainer_dataset(labels, dataset: Optional[str] = None, n_classes: Optional[int] = None) -> str:
+    """The ``--dataset`` to train on ``labels`` with: ``dataset``, else told by the classes.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int
+        The exported labels.
+    dataset : {"cifar10", "cifar100"}, optional
+        Named by the user; checked against the labels.
+    n_classes : int, optional
+        The number of classes, when known: more than 10 means CIFAR-100.
+
+    Returns
+    -------
+    str
+        ``"cifar10"`` or ``"cifar100"``: without ``dataset`` or ``n_classes``, CIFAR-100 when a
+        label is 10 or more.
+
+    Raises
+    ------
+    InputError
+        A label beyond the data set's classes (the trainer's one-hot targets would fail on it).
+    """
+    top = int(np.max(labels)) + 1 if len(labels) else 0
+    if dataset is None:
+        dataset = "cifar100" if max(n_classes or 0, top) > DATASETS["cifar10"] else "cifar10"
+    if dataset not in DATASETS:
+        raise InputError(f"must be one of {', '.join(DATASETS)}", argument="dataset", value=dataset)
+    if top > DATASETS[dataset]:
+        raise InputError(f"the labels reach class {top - 1}, but {dataset} has {DATASETS[dataset]} "
+                         "classes (DivideMix and C2D train CIFAR-10 or CIFAR-100)",
+                         argument="dataset", value=dataset)
+    return dataset
 
 
 def labels_from_npy(path, n_classes: Optional[int] = None, n_rows: Optional[int] = None,
@@ -84,7 +173,8 @@ def export_noise_files(labels, data_path, r: float, noise_mode: str,
     Returns
     -------
     list of pathlib.Path
-        The written files.
+        The written files, one per consumer in the order of ``formats`` (a repeated consumer
+        counts once).
     """
     labels = check_labels(labels, "labels")
     try:
@@ -99,11 +189,7 @@ def export_noise_files(labels, data_path, r: float, noise_mode: str,
     if not data_path.exists() and not mkdir:
         raise InputError(f"--data-path: {data_path} does not exist (the trainer would find no noise file "
                          "there); fix the path, or pass --mkdir to create it")
-    targets = []
-    for fmt in formats:
-        target = data_path / noise_file_name(r, noise_mode, fmt)
-        if target not in targets:  # e.g. r=0.5 gives two names, but guard against duplicates
-            targets.append(target)
+    targets = [data_path / noise_file_name(r, noise_mode, fmt) for fmt in dict.fromkeys(formats)]
     if not overwrite:
         for target in targets:
             if target.exists():

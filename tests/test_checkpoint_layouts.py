@@ -1,8 +1,10 @@
-"""Encoder-plus-heads checkpoints: SimSiam, BYOL and DINO layouts and any prefix layout.
+"""Encoder-plus-heads checkpoints: SimSiam, BYOL, DINO, solo-learn, Lightning and lightly
+layouts, and any prefix layout.
 
-Each synthetic checkpoint holds a randomly initialised CIFAR ResNet-18 under the layout's
-backbone prefix and fake heads beside it; the loaded backbone must give exactly the features of
-the original model, and the dropped heads must be listed.
+Each synthetic checkpoint holds a randomly initialised ResNet-18 under the layout's backbone
+prefix and fake heads beside it; the loaded backbone must give exactly the features of the
+original model (or of the same weights saved in the plain layout), and the dropped heads must be
+listed.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import torch
 
 from dmlp.errors import InputError
 from dmlp.features.backbones import build_backbone
-from dmlp.features.checkpoints import detect_format, load_backbone
+from dmlp.features.checkpoints import FORMATS, detect_format, load_backbone
 
 
 def _model():
@@ -123,29 +125,184 @@ def test_custom_layout_and_its_errors(model, tmp_path):
         load_backbone(path, drop_heads=["net.proj"])
 
 
-def test_extract_command_with_prefix_flags(model, tmp_path, capsys):
-    pytest.importorskip("PIL")
-    from dmlp.cli import run_cli
-    from dmlp.features.extract import main
+@pytest.fixture(scope="module")
+def cifar_batch(tmp_path_factory):
+    """A CIFAR python batch file of 5 random images (protocol 2, as the official files)."""
     rng = np.random.default_rng(0)
     batch = {b"batch_label": b"synthetic", b"labels": [int(x) for x in rng.integers(0, 10, 5)],
              b"data": rng.integers(0, 256, (5, 3072), dtype=np.uint8),
              b"filenames": [b"img%d.png" % i for i in range(5)]}
-    with open(tmp_path / "data_batch_1", "wb") as fh:
+    path = tmp_path_factory.mktemp("batch") / "data_batch_1"
+    with open(path, "wb") as fh:
         pickle.dump(batch, fh, protocol=2)
+    return path
+
+
+def _extract(capsys, batch, ckpt, out, *extra):
+    """``dmlp extract`` on ``batch``: (exit status, stderr)."""
+    from dmlp.cli import run_cli
+    from dmlp.features.extract import main
+    argv = ["--input", batch, "--checkpoint", ckpt, "--out", out, "--quiet", "--device", "cpu", *extra]
+    rc = run_cli(main, [str(a) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def test_extract_command_with_prefix_flags(model, cifar_batch, tmp_path, capsys):
     ckpt, _ = _layout(model.state_dict(), "simsiam")
     torch.save(ckpt, tmp_path / "simsiam.pth")
-    base = ["--input", str(tmp_path / "data_batch_1"), "--checkpoint", str(tmp_path / "simsiam.pth"),
-            "--quiet", "--device", "cpu"]
-    rc = run_cli(main, base + ["--out", str(tmp_path / "auto.npy")])
-    err = capsys.readouterr().err
+
+    def run(out, *extra):
+        return _extract(capsys, cifar_batch, tmp_path / "simsiam.pth", tmp_path / out, *extra)
+
+    rc, err = run("auto.npy")
     assert rc == 0, err
     assert "simsiam checkpoint" in err and "predictor.*" in err
-    rc = run_cli(main, base + ["--out", str(tmp_path / "named.npy"), "--backbone-prefix", "encoder.",
-                               "--drop-heads", "encoder.fc.,predictor."])
-    assert rc == 0, capsys.readouterr().err
+    rc, err = run("named.npy", "--backbone-prefix", "encoder.", "--drop-heads", "encoder.fc.,predictor.")
+    assert rc == 0, err
     assert np.load(tmp_path / "named.npy").tobytes() == np.load(tmp_path / "auto.npy").tobytes()
-    rc = run_cli(main, base + ["--out", str(tmp_path / "bad.npy"), "--drop-heads", "predictor."])
-    err = capsys.readouterr().err
+    rc, err = run("bad.npy", "--drop-heads", "predictor.")
     assert rc == 2 and "--drop-heads: needs --backbone-prefix" in err
     assert not (tmp_path / "bad.npy").exists()
+
+
+# --- solo-learn, PyTorch Lightning and lightly ------------------------------------------------
+
+# torchvision's ResNet children as an nn.Sequential (lightly): conv1, bn1, relu, maxpool, layer1-4
+SEQUENTIAL = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+LIGHTNING = {"epoch": 99, "global_step": 3900, "pytorch-lightning_version": "2.2.1",
+             "loops": {"fit_loop": {"epoch_progress": {"current": {"completed": 99}}}},
+             "callbacks": {}, "lr_schedulers": [{"last_epoch": 99, "base_lrs": [0.06]}],
+             "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.06, "params": [0, 1]}]}],
+             "hparams_name": "kwargs", "hyper_parameters": {"lr": 0.06, "max_epochs": 100}}
+
+
+def _sequential(sd, prefix):
+    out = {}
+    for k, v in sd.items():
+        first, rest = k.split(".", 1)
+        out[f"{prefix}{SEQUENTIAL[first]}.{rest}"] = v
+    return out
+
+
+def _new_layout(sd, name):
+    """(checkpoint object, dropped head groups, format reported): layouts of other libraries."""
+    under = lambda prefix, shift=0: {f"{prefix}{k}": v + shift for k, v in sd.items()}  # noqa: E731
+    if name == "solo-learn":  # vturrisi/solo-learn BYOL: a Lightning checkpoint
+        weights = {**under("backbone."), **_head("projector."), **_head("predictor."),
+                   **under("momentum_backbone.", 1), **_head("momentum_projector."),
+                   "classifier.weight": torch.randn(10, 512), "classifier.bias": torch.randn(10)}
+        heads = ["projector.*", "predictor.*", "momentum_backbone.*", "momentum_projector.*",
+                 "classifier.*"]
+        return {**LIGHTNING, "state_dict": weights}, heads, "solo-learn"
+    if name == "lightning-model":  # LightningModule holding self.model = Net(backbone, head)
+        weights = {**under("model.backbone."), **_head("model.head.")}
+        return {**LIGHTNING, "state_dict": weights}, ["model.head.*"], "lightning"
+    if name == "lightning":  # LightningModule with self.backbone and a projection head
+        weights = {**under("backbone."), **_head("projection_head.layers.")}
+        return {**LIGHTNING, "state_dict": weights}, ["projection_head.*"], "lightning"
+    if name == "lightly":  # lightly MoCo module: torch.save(model.state_dict())
+        weights = {**_sequential(sd, "backbone."), **_head("projection_head.layers."),
+                   **{k: v + 1 for k, v in _sequential(sd, "backbone_momentum.").items()},
+                   **_head("projection_head_momentum.layers.")}
+        return weights, ["projection_head.*", "backbone_momentum.*", "projection_head_momentum.*"], "lightly"
+    if name == "lightly-lightning":  # the same backbone in a LightningModule's checkpoint
+        weights = {**_sequential(sd, "model.backbone."), **_head("model.projection_head.layers.")}
+        return {**LIGHTNING, "state_dict": weights}, ["model.projection_head.*"], "lightly"
+    raise ValueError(name)
+
+
+NEW_LAYOUTS = ["solo-learn", "lightning-model", "lightning", "lightly", "lightly-lightning"]
+
+
+@pytest.fixture(scope="module", params=["cifar", "imagenet"])
+def weights(request):
+    """A ResNet-18 with non-trivial BN statistics: solo-learn's CIFAR stem, lightly's torchvision one."""
+    torch.manual_seed(3)
+    net = build_backbone("resnet18", request.param)
+    g = torch.Generator().manual_seed(4)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1, generator=g)
+            m.running_var.uniform_(0.5, 1.5, generator=g)
+    return request.param, net.eval().state_dict()
+
+
+@pytest.mark.parametrize("name", NEW_LAYOUTS)
+def test_other_libraries_load_under_auto(name, weights, cifar_batch, tmp_path, capsys):
+    """Detected from the keys, heads dropped and listed, features byte-identical to the same
+    weights saved in the plain layout."""
+    stem, sd = weights
+    ckpt, heads, fmt = _new_layout(sd, name)
+    torch.save(ckpt, tmp_path / "ckpt.pth")
+    torch.save(sd, tmp_path / "plain.pth")
+    assert detect_format(ckpt.get("state_dict", ckpt), ckpt) == fmt
+    loaded, info = load_backbone(tmp_path / "ckpt.pth")
+    assert (info["format"], info["arch"], info["stem"]) == (fmt, "resnet18", stem)
+    for head in heads:
+        assert head in info["dropped"], info["dropped"]
+    assert info["dropped_keys"] == len(ckpt.get("state_dict", ckpt)) - len(sd)
+    rc, err = _extract(capsys, cifar_batch, tmp_path / "ckpt.pth", tmp_path / "f.npy")
+    assert rc == 0, err
+    assert f"{fmt} checkpoint" in err
+    rc, err = _extract(capsys, cifar_batch, tmp_path / "plain.pth", tmp_path / "plain.npy")
+    assert rc == 0 and "plain checkpoint" in err, err
+    assert np.load(tmp_path / "f.npy").tobytes() == np.load(tmp_path / "plain.npy").tobytes()
+
+
+def test_lightning_backbone_needs_the_lightning_marker(model, tmp_path):
+    """``backbone.*`` beside other modules outside a Lightning checkpoint is not guessed at: the
+    strict load names the extra keys and the flags that name the parts."""
+    ckpt, _, _ = _new_layout(model.state_dict(), "lightning")
+    del ckpt["pytorch-lightning_version"]
+    torch.save(ckpt, tmp_path / "c.pth")
+    with pytest.raises(InputError, match=r"unexpected keys \[projection_head.*--backbone-prefix"):
+        load_backbone(tmp_path / "c.pth")
+    loaded, info = load_backbone(tmp_path / "c.pth", fmt="lightning")
+    x = torch.randn(2, 3, 32, 32)
+    assert _features(loaded, x).tobytes() == _features(model, x).tobytes()
+
+
+def test_sequential_backbone_under_any_prefix(model, tmp_path):
+    """--backbone-prefix over an nn.Sequential of torchvision's children renames its indices."""
+    sd = {**_sequential(model.state_dict(), "net.trunk."), **_head("net.proj.")}
+    torch.save(sd, tmp_path / "c.pth")
+    loaded, info = load_backbone(tmp_path / "c.pth", backbone_prefix="net.trunk", drop_heads=["net.proj"])
+    assert info["dropped_keys"] == 3
+    x = torch.randn(2, 3, 32, 32)
+    assert _features(loaded, x).tobytes() == _features(model, x).tobytes()
+
+
+def test_unrecognised_keys_are_listed_with_the_layouts_understood(model, cifar_batch, tmp_path, capsys):
+    # A Sequential backbone whose children are not torchvision's (no maxpool, so layer1 is 2).
+    sd = {f"trunk.{i}.weight": torch.randn(8) for i in range(6)}
+    sd.update(_head("head."))
+    torch.save({"state_dict": sd}, tmp_path / "odd.pth")
+    rc, err = _extract(capsys, cifar_batch, tmp_path / "odd.pth", tmp_path / "f.npy")
+    assert rc == 2 and err.count("error:") == 1, err
+    assert "layout not recognised; key prefixes found: trunk.* (6 keys, e.g. trunk.0.weight), head.* (3 keys" in err
+    for fmt in FORMATS:  # every layout understood, with what its keys look like
+        assert f" {fmt} (" in err, fmt
+    assert "lightly ([model.]backbone.0.* ... backbone.7.*)" in err
+    assert "--backbone-prefix P --drop-heads" in err and not (tmp_path / "f.npy").exists()
+    # A lightly checkpoint forced into a layout with torchvision names: no blocks after the
+    # renaming, so the message lists the prefixes instead of asking for --arch.
+    ckpt, _, _ = _new_layout(model.state_dict(), "lightly")
+    torch.save(ckpt, tmp_path / "lightly.pth")
+    rc, err = _extract(capsys, cifar_batch, tmp_path / "lightly.pth", tmp_path / "f.npy",
+                       "--checkpoint-format", "sthalles")
+    assert rc == 2, err
+    assert "(format sthalles): no ResNet blocks (layer1.0.* ...) among its keys" in err
+    assert f"backbone.* ({len(model.state_dict())} keys, e.g. backbone.0.weight)" in err
+    assert "--arch" not in err
+
+
+class Config(dict):
+    """Stands for an OmegaConf config in a Lightning checkpoint's hyper_parameters."""
+
+
+def test_unsafe_object_in_a_lightning_checkpoint_is_named(model, tmp_path):
+    ckpt, _, _ = _new_layout(model.state_dict(), "lightning")
+    ckpt["hyper_parameters"] = Config(lr=0.1)
+    torch.save(ckpt, tmp_path / "c.pth")
+    with pytest.raises(InputError, match=r"weights_only=True \(it holds a \S*Config, .* state_dict alone"):
+        load_backbone(tmp_path / "c.pth")

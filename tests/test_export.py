@@ -1,9 +1,10 @@
 """Noise-file export for DivideMix / C2D (dmlp.export, scripts/export_labels.py)."""
 from __future__ import annotations
 
+import argparse
 import json
-import subprocess
-import sys
+import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,10 @@ import pytest
 import cli_helpers
 from cli_helpers import assert_cli_error
 
+from dmlp.cli import run_cli
 from dmlp.errors import InputError
 from dmlp.export import export_noise_files, noise_file_name, read_noise_file
+from dmlp.tools.export_labels import main as export_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "export_labels.py"
@@ -155,3 +158,77 @@ def test_cli_help():
     assert proc.returncode == 0
     for flag in ("--labels", "--data-path", "--r", "--noise-mode", "--format", "--overwrite"):
         assert flag in proc.stdout
+
+
+# --- the printed training commands ------------------------------------------------------------
+
+RULES = {"Train_cifar.py": dividemix_noise_file, "main_cifar.py": c2d_noise_file}
+
+
+def trainer_args(command):
+    """(script, arguments) as the trainer's argparse reads them (--r is a float there)."""
+    argv = shlex.split(command)
+    assert argv[0] == "python" and argv[1] in RULES, command
+    p = argparse.ArgumentParser()
+    for flag in ("--dataset", "--data_path", "--noise_mode", "--num_class", "--experiment-name"):
+        p.add_argument(flag)
+    p.add_argument("--r", type=float)
+    args, _ = p.parse_known_args(argv[2:])
+    return argv[1], args
+
+
+def written_and_commands(stdout):
+    """[(written file, training command)] from ``dmlp export``'s report."""
+    lines = stdout.splitlines()
+    pairs = [(a[len("wrote "):].rsplit(" (", 1)[0], b.split(" on it: ", 1)[1])
+             for a, b in zip(lines, lines[1:]) if a.startswith("wrote ") and " on it: " in b]
+    assert len(pairs) == sum(x.startswith("wrote ") for x in lines), stdout
+    return pairs
+
+
+@pytest.mark.parametrize("r,mode", [("0.5", "sym"), ("0.45", "asym"), ("5e-1", "sym"), ("1", "sym"),
+                                    ("0.85", "pure labels")])
+def test_printed_commands_open_the_written_files(r, mode, tmp_path, labels_npy, capsys, monkeypatch):
+    """Run from another folder with a relative --data-path: the printed --data_path, --r and
+    --noise_mode give, by each trainer's own naming rule, exactly the file written."""
+    path, labels = labels_npy
+    monkeypatch.chdir(tmp_path)
+    rc = run_cli(export_main, ["--labels", str(path), "--data-path", "cifar-10-batches-py", "--mkdir",
+                               "--r", r, "--noise-mode", mode])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    pairs = written_and_commands(out)
+    assert sorted(trainer_args(cmd)[0] for _, cmd in pairs) == ["Train_cifar.py", "main_cifar.py"]
+    for written, command in pairs:
+        script, args = trainer_args(command)
+        assert os.path.isabs(args.data_path)
+        opened = RULES[script](args.data_path, args.r, args.noise_mode)
+        assert opened == os.path.abspath(written), (command, written)
+        assert json.loads(Path(opened).read_text()) == labels.tolist()
+        assert args.dataset == "cifar10"
+        assert script == "main_cifar.py" or args.num_class == "10"
+        assert script == "Train_cifar.py" or args.experiment_name  # required by C2D
+    assert ("sym or asym only" in err) == (mode not in ("sym", "asym"))
+
+
+def test_printed_command_dataset(tmp_path, capsys):
+    labels = np.arange(200) % 100
+    np.save(tmp_path / "c100.npy", labels)
+    argv = ["--labels", str(tmp_path / "c100.npy"), "--data-path", str(tmp_path / "d"), "--mkdir",
+            "--r", "0.2", "--noise-mode", "sym", "--format", "dividemix"]
+    # CIFAR-10 named for labels of 100 classes: refused before anything is written.
+    assert run_cli(export_main, argv + ["--dataset", "cifar10"]) == 2
+    assert "error: --dataset cifar10: the labels reach class 99" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+    # Told by the labels.
+    assert run_cli(export_main, argv) == 0
+    ((written, command),) = written_and_commands(capsys.readouterr().out)
+    script, args = trainer_args(command)
+    assert (script, args.dataset, args.num_class) == ("Train_cifar.py", "cifar100", "100")
+    assert RULES[script](args.data_path, args.r, args.noise_mode) == written
+    # Told by --n-classes, whatever the largest label.
+    np.save(tmp_path / "few.npy", labels % 5)
+    argv[1] = str(tmp_path / "few.npy")
+    assert run_cli(export_main, argv + ["--n-classes", "100", "--overwrite"]) == 0
+    ((_, command),) = written_and_commands(capsys.readouterr().out)
+    assert trainer_args(command)[1].dataset == "cifar100"

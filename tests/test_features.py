@@ -335,3 +335,17 @@ def test_script_entry_point(tmp_path):
                            str(tmp_path / "f.npy")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: input folder") and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("device,message", [
+    ("tpu", "error: --device tpu: must be auto, cpu or cuda"),
+    pytest.param("cuda:0", "error: --device cuda:0: no CUDA GPU is available on this machine",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")),
+])
+def test_device_flag_resolved_like_every_command(device, message, tmp_path, capsys):
+    """--device goes through dmlp.device.resolve_device; its error names the flag, before any
+    input is read."""
+    rc = run_cli(main, ["--input", str(tmp_path / "none"), "--checkpoint", str(tmp_path / "c.pth"),
+                        "--out", str(tmp_path / "f.npy"), "--device", device])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(message) and err.count("\n") == 1, err

@@ -2,7 +2,9 @@
 ``trainfeatures.npy`` / ``testfeatures.npy`` matrices the purifier reads.
 
 * :mod:`.backbones`   - ResNet-18/34/50 (CIFAR or ImageNet stem) returning pooled features;
-* :mod:`.checkpoints` - SupContrast/C2D, sthalles, leftthomas, Spijkervet, MoCo key layouts;
+* :mod:`.layouts`     - checkpoint key layouts (SupContrast/C2D, SimCLR, MoCo, SimSiam, BYOL,
+  DINO, solo-learn, Lightning, lightly): detection and renaming;
+* :mod:`.checkpoints` - reading a checkpoint safely and loading its backbone strictly;
 * :mod:`.images`      - image folder trees and CIFAR python batches, official-order helper;
 * :mod:`.extract`     - the batched, memory-mapped, atomic extraction loop and its CLI.
 """

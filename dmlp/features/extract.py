@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data import load_npy
+from ..device import resolve_device
 from ..errors import InputError
 from ..progress import progress_bar
 from ..cli import ArgumentParser
@@ -31,16 +32,6 @@ NORMS = {
     "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise InputError(f"--device: {name!r} is not auto, cpu or cuda")
-    return torch.device(name)
 
 
 def _batch_tensor(images, mean, std, device, name_of) -> torch.Tensor:
@@ -155,7 +146,8 @@ def build_parser() -> "ArgumentParser":
     p.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"))
     p.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"))
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--device", default="auto",
+                   help="auto (GPU if available), cpu, cuda or cuda:N")
     p.add_argument("--float16", action="store_true", help="store features as float16")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -197,7 +189,10 @@ def open_source(args) -> ImageSource:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     _check_args(args)
-    device = pick_device(args.device)
+    try:
+        device = resolve_device(args.device)
+    except InputError as exc:
+        raise exc.for_flags({"device": "--device"}) from None
     # Everything that can be checked before the long run is: inputs, then the checkpoint.
     source = open_source(args)
     model, info = load_backbone(args.checkpoint, args.checkpoint_format, args.arch, args.stem,

@@ -2,8 +2,9 @@
 
 DivideMix opens DATA_PATH/<r as %.1f>_<mode>.json (e.g. 0.5_sym.json), C2D opens
 DATA_PATH/<r as %.2f>_<mode>.json (e.g. 0.50_sym.json); both silently generate *new random
-noise* when their file is missing, so the names written here match theirs exactly.  Run the
-trainer with the same --r and --noise_mode.  See docs/data_tools.md.
+noise* when their file is missing, so the names written here match theirs exactly.  For each
+file written, the training command whose --data_path, --r and --noise_mode open it is printed:
+run that one.  See docs/data_tools.md.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 from ..cli import ArgumentParser as _Parser, run_cli
 from ..data import check_labels, load_npy
 from ..errors import InputError
-from ..export import expand_formats, export_noise_files, labels_from_npy
+from ..export import (DATASETS, TRAINERS, expand_formats, export_noise_files, labels_from_npy,
+                      trainer_command, trainer_dataset)
 
 PROG = "dmlp export"
 
@@ -31,6 +33,9 @@ def parse_args(argv=None):
                    help="the --noise_mode the trainer will be run with, e.g. sym or asym")
     p.add_argument("--format", default="both", metavar="dividemix|c2d|both",
                    help="which consumer's file name to write (default both)")
+    p.add_argument("--dataset", choices=tuple(DATASETS), default=None,
+                   help="the trainer's --dataset in the printed command (default: cifar100 when "
+                        "--n-classes or a label says more than 10 classes, else cifar10)")
     p.add_argument("--n-classes", type=int, default=None, metavar="C",
                    help="check labels are in 0..C-1 (e.g. 10 for CIFAR-10, 100 for CIFAR-100)")
     p.add_argument("--correct-labels", metavar="FILE.npy",
@@ -57,13 +62,22 @@ def main(argv=None):
     labels = labels_from_npy(args.labels, n_classes=args.n_classes,
                              n_rows=None if correct is None else correct.shape[0],
                              rows_of="--correct-labels")
+    try:
+        dataset = trainer_dataset(labels, args.dataset, args.n_classes)
+    except InputError as exc:
+        raise exc.for_flags({"dataset": "--dataset"}) from None
     written = export_noise_files(labels, args.data_path, args.r, args.noise_mode,
                                  formats=formats, overwrite=args.overwrite,
                                  mkdir=args.mkdir)
     extra = ""
     if correct is not None:
         extra = f", label accuracy {100 * float((labels == correct).mean()):.2f}%"
-    for path in written:
+    for fmt, path in zip(formats, written):
         print(f"wrote {path} ({labels.shape[0]} labels{extra})")
+        print(f"  train {TRAINERS[fmt][0]} on it: "
+              f"{trainer_command(fmt, args.data_path, args.r, args.noise_mode, dataset)}")
+    if "dividemix" in formats and args.noise_mode not in ("sym", "asym"):
+        print(f"note: DivideMix's warm-up handles --noise_mode sym or asym only; with "
+              f"{args.noise_mode!r} it stops at its first batch", file=sys.stderr)
     return 0
 
