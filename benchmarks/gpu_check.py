@@ -67,7 +67,7 @@ def _row(part: str, data: Cifar, out, wall, mem, device: str, note: str) -> dict
     res, rows = out.result, out.prepared.rows
     return speed_row(part, out.prepared.config.name, res.timings, compute_dtype=res.compute_dtype, device=device,
                      n_rows=len(rows), dim=data.X.shape[1], n_classes=data.n_classes,
-                     epochs=out.prepared.config.epochs, wall=wall, peak_mb=mem.peak_mb,
+                     epochs=out.prepared.config.run.epochs, wall=wall, peak_mb=mem.peak_mb,
                      accuracy=float((res.labels == data.y[rows]).mean()), gpu_peak_mb=mem.gpu_peak_mb, note=note)
 
 

@@ -144,9 +144,9 @@ def sweep_rows(folder: Path, sizes: str, *, device: str) -> Tuple[List[dict], Di
             wall = time.perf_counter() - t0
         res = out.result
         row = speed_row(f"sweep-{axis}", "clothing1m", res.timings, compute_dtype=res.compute_dtype, device=device,
-                        n_rows=n, dim=d, n_classes=14, epochs=cfg.epochs, wall=wall, peak_mb=mem.peak_mb,
+                        n_rows=n, dim=d, n_classes=14, epochs=cfg.run.epochs, wall=wall, peak_mb=mem.peak_mb,
                         accuracy=out.evaluation().get("label_accuracy_after"), gpu_peak_mb=mem.gpu_peak_mb,
-                        note=("features resident in RAM" if n * d * 4 <= cfg.resident_limit_gb * 2 ** 30
+                        note=("features resident in RAM" if n * d * 4 <= cfg.run.resident_limit_gb * 2 ** 30
                               else "features streamed from the memory map") + "; peak = RSS increase")
         rows.append(row)
         points[axis].append((n if axis == "N" else d, row["per_epoch_s"]))

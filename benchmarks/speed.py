@@ -109,16 +109,16 @@ def run_speed(data: Cifar, *, setting: str = "sym50", noise_seed: int = 0, meta_
     for name in configs:
         cfg = load_config(name, **({} if epochs is None else {"epochs": epochs}), **(overrides or {}))
         res, wall, mem, totals = _median_run(dataset, cfg, meta_idx, device, repeats)
-        note = f"{setting}, {cfg.views} views, batch {cfg.batch_size}; peak = RSS increase"
+        note = f"{setting}, {cfg.run.views} views, batch {cfg.run.batch_size}; peak = RSS increase"
         if len(totals) > 1:
             note += f"; median of {len(totals)} runs, totals " + " / ".join(f"{x:.2f}" for x in totals) + " s"
         if mem.gpu_peak_mb is not None:
             note += f"; GPU peak allocated {mem.gpu_peak_mb:.0f} MB"
-        full = len(data.y) >= 50_000 and cfg.epochs == 100
+        full = len(data.y) >= 50_000 and cfg.run.epochs == 100
         goal = f"≤ 10 s {'✓' if res.timings['total'] <= 10 else '✗'}" + ("" if full else " (not the full run)")
         out.append(speed_row("cifar10", name, res.timings, compute_dtype=res.compute_dtype, device=device,
                              n_rows=int(keep.sum()), dim=data.X.shape[1], n_classes=data.n_classes,
-                             epochs=cfg.epochs, wall=wall, peak_mb=mem.peak_mb,
+                             epochs=cfg.run.epochs, wall=wall, peak_mb=mem.peak_mb,
                              accuracy=float((res.labels == data.y[keep]).mean()), note=note, goal=goal,
                              gpu_peak_mb=mem.gpu_peak_mb))
         log(f"speed {name}: {res.timings['total']:.2f} s, {100 * out[-1]['label_accuracy']:.2f} %")
