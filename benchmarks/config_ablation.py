@@ -6,14 +6,13 @@
 For each feature set and setting: label accuracy (%) of the default and of each variant on the
 non-meta rows, and the fraction of rows whose purified labels agree with the default's, each the
 mean over ``--seeds``.  Each seed draws its own noise, meta rows (1,000 clean rows) and config
-seed; seed 0 is the quality table's draw (``scripts/benchmark.py --feature-sets``; that table
+seed; seed 0 is the quality table's draw (``benchmarks/feature_set_quality.py``; that table
 hands DMLP the features already scaled, for the baselines' sake, so its default figures can
 differ from these by a row or two of rounding).  Overrides are config keys (``dmlp.Config``); values
 are read as TOML scalars.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,8 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.feature_set_quality import parse_feature_sets  # noqa: E402
-from benchmarks.harness import benchmark_noise, emit, load_cifar, md_table, parse_setting  # noqa: E402
+from benchmarks.loader import benchmark_noise, load_cifar, parse_feature_sets, parse_setting  # noqa: E402
+from benchmarks.output import emit, md_table  # noqa: E402
+from dmlp.cli import ArgumentParser, run_cli  # noqa: E402
 
 
 def parse_variants(text: str) -> dict:
@@ -66,7 +66,7 @@ def run_setting(data, setting: str, variants: dict, meta_size: int = 1000, seed:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/config_ablation.py", description=__doc__.split("\n\n")[0])
     p.add_argument("feature_sets", help="NAME=DIR[,NAME=DIR...]")
     p.add_argument("--variants", required=True, help='"NAME: KEY=VALUE[, KEY=VALUE]; NAME: ..."')
     p.add_argument("--settings", default="sym20,sym50,sym80,sym90,asym40")
@@ -99,4 +99,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

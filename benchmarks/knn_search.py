@@ -14,7 +14,6 @@ about a minute here (otherwise on the query rows, scaled to all rows, and marked
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import DEFAULT_DATA, machine_info, md_table  # noqa: E402
+from benchmarks.hardware import machine_info  # noqa: E402
+from benchmarks.loader import DEFAULT_DATA, require_cifar  # noqa: E402
+from benchmarks.output import md_table  # noqa: E402
+from dmlp.cli import ArgumentParser, run_cli  # noqa: E402
 from dmlp.graph import exact_knn_search, faiss_knn_search, knn_search  # noqa: E402
 
 CANDIDATES = 7000
@@ -34,7 +36,7 @@ N_QUERIES = 2000
 def projected_features(folder: str, dims: int = 256) -> np.ndarray:
     """The shared features as the decision's graph sees them: scaled, PCA-``dims``."""
     from dmlp.scaling import fit_feature_scaling
-    X = np.load(Path(folder) / "trainfeatures.npy")
+    X = np.load(require_cifar(folder) / "trainfeatures.npy")
     X = fit_feature_scaling(X, method="rms").apply(X)
     X -= X[:8192].mean(0)
     _, vectors = np.linalg.eigh(X[:8192].T.astype(np.float64) @ X[:8192])
@@ -128,7 +130,7 @@ def measure(X: np.ndarray, k: int, seed: int = 0) -> list:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/knn_search.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=DEFAULT_DATA, help="CIFAR-10 feature folder (the first size)")
     p.add_argument("--sizes", default="50000,1000000")
     p.add_argument("--k", type=int, default=20)
@@ -150,7 +152,8 @@ def main(argv=None) -> int:
         del X
     info = machine_info("cpu")
     text = ("# kNN search: recall of the exact top-k and seconds\n\n"
-            f"Machine: {info.get('cpu', '?')}, torch {torch.__version__}.  Command: `python benchmarks/knn_search.py "
+            f"Machine: {info['cpu']} ({info['extensions']}), {info['cores']} cores, torch {torch.__version__}.  "
+            "Command: `python benchmarks/knn_search.py "
             + " ".join(argv if argv is not None else sys.argv[1:]) + "`\n\n"
             + md_table(["rows", "method", "seconds", f"recall@{args.k}", "note"], table) + "\n")
     print(text)
@@ -160,4 +163,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

@@ -13,12 +13,11 @@ the default's calibration), then
 
 is scored on the non-meta rows, for a linear classifier and a one-hidden-layer MLP.  Same
 noise (seed 0), meta rows (seed 0) and feature scaling (centred, RMS-scaled) as
-``scripts/benchmark.py --feature-sets``.  The default's kNN graph is not in the oracle, so the
+``benchmarks/feature_set_quality.py``.  The default's kNN graph is not in the oracle, so the
 default can exceed it; where it does not, the gap is headroom no better T or calibration fills.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,8 +25,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.feature_set_quality import parse_feature_sets  # noqa: E402
-from benchmarks.harness import benchmark_noise, emit, load_cifar, md_table, parse_setting  # noqa: E402
+from benchmarks.loader import benchmark_noise, load_cifar, parse_feature_sets, parse_setting  # noqa: E402
+from benchmarks.output import emit, md_table  # noqa: E402
+from dmlp.cli import ArgumentParser, run_cli  # noqa: E402
 
 CLASSIFIERS = {"linear": 0, "MLP (1,024 hidden)": 1024}
 
@@ -89,7 +89,7 @@ def oracle_accuracy(proba: np.ndarray, truth: np.ndarray, noisy: np.ndarray, met
 def main(argv=None) -> int:
     from dmlp.meta import draw_meta_indices
     from dmlp.scaling import fit_feature_scaling
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="benchmarks/oracle_ceiling.py", description=__doc__.split("\n\n")[0])
     p.add_argument("feature_sets", help="NAME=DIR[,NAME=DIR...]")
     p.add_argument("--settings", default="sym20,sym50,sym80,sym90,asym40")
     p.add_argument("--out", default=None, help="also write the Markdown table here")
@@ -121,4 +121,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli(main))

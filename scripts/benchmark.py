@@ -1,13 +1,14 @@
 #!/usr/bin/env python
-"""DMLP benchmark: quality table (CIFAR-10 features, baselines, DMLP configs, ablations), speed
-and Clothing1M-scale tables.  Writes docs/benchmarks.md, docs/benchmark_quality.csv and
-docs/benchmark_speed.csv (``--out-dir`` elsewhere).  The code is in ``benchmarks/`` at the
-repository root (not part of the installed package).
+"""DMLP benchmark, one question per script of ``benchmarks/`` (the same as ``dmlp benchmark``).
 
-    python scripts/benchmark.py --quick                       # smoke test, seconds
-    python scripts/benchmark.py --settings sym50,asym40 --skip-baselines
-    python scripts/benchmark.py --all                         # quality + speed + scale
-    python scripts/benchmark.py --speed --scale --device cuda # GPU speed/scale tables
+    python scripts/benchmark.py --help                      # the questions
+    python scripts/benchmark.py quality --quick             # smoke test of the quality table, seconds
+    python scripts/benchmark.py speed                       # seconds per phase on this hardware
+    python scripts/benchmark.py scale --sizes small         # Clothing1M-shaped synthetic data
+    python scripts/benchmark.py gpu-check --device cuda     # the prepared GPU check
+
+Outputs go to ``runs/benchmarks/`` (``--out-dir`` elsewhere).  The code is in ``benchmarks/`` at
+the repository root (not part of the installed package).
 """
 import sys
 from pathlib import Path

@@ -1,14 +1,8 @@
 """The oracle ceiling's posterior (benchmarks/oracle_ceiling.py) against cases with known answers."""
-import sys
-from pathlib import Path
-
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from benchmarks.oracle_ceiling import oracle_accuracy, oracle_proba  # noqa: E402
+import bench_helpers  # noqa: F401  (the checkout on sys.path)
+from benchmarks.oracle_ceiling import oracle_accuracy, oracle_proba
 
 
 def _noisy(n=4000, C=4, rate=0.3, seed=0):
