@@ -38,8 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.feature_sets import split_classes, unit_rows  # noqa: E402
 from benchmarks.hardware import header  # noqa: E402
-from benchmarks.loader import (DEFAULT_DATA, REPO_ROOT, Cifar, benchmark_noise, load_cifar, log,  # noqa: E402
-                               stratified_meta)
+from benchmarks.loader import DEFAULT_DATA, REPO_ROOT, Cifar, benchmark_noise, load_cifar, log  # noqa: E402
 from benchmarks.measure import PeakMemory, process_seconds, warm_up  # noqa: E402
 from benchmarks.output import md_table, pct, write_csv  # noqa: E402
 from benchmarks.scale import DEFAULT_SCALE_DIR, SCALE_SIZES, cli_rows, scale_folder  # noqa: E402
@@ -104,13 +103,15 @@ def fine_class_data(data: Cifar, per_class: int, lite0=None, restarts=None) -> C
 def class_rows(data: Cifar, device: str, *, lite0=None, epochs=None, restarts=None) -> list:
     """The default on ``device`` on the 100-class and the 1,000-class problem."""
     from dmlp.config import load_config
+    from dmlp.meta import draw_meta_indices
     rows = []
     for per_class, (_, _, meta_per_class) in CLASS_SETS.items():
         t0 = time.perf_counter()
         fine = fine_class_data(data, per_class, lite0, restarts)
         built = time.perf_counter() - t0
         noisy = benchmark_noise(fine, "sym", 0.5, 0)
-        meta = stratified_meta(fine.y, meta_per_class, 0)
+        size = max(fine.n_classes, min(meta_per_class * fine.n_classes, len(fine.y) // 2))   # small --quick sets
+        meta = draw_meta_indices(fine.y, size, 0)          # the command's class-stratified draw
         warm_up(device, fine.X.shape[1], fine.n_classes)
         out = _run(fine, noisy, meta, load_config("default", **({} if epochs is None else {"epochs": epochs})), device)
         note = (f"sym50; {len(meta)} meta rows ({meta_per_class} per class); clusters on "

@@ -6,9 +6,7 @@
 * :func:`benchmark_noise` -- the noisy labels of a setting (``sym50``, ``asym40``, ...): the
   DivideMix rule, or the CIFAR-100 rule on a set with superclasses;
 * :func:`parse_setting`, :func:`parse_feature_sets` -- the two command-line notations the
-  scripts share;
-* :func:`stratified_meta` -- a seeded meta set with rows of every class (for many classes,
-  where a uniform draw of 1,000 rows would miss some).
+  scripts share.
 """
 from __future__ import annotations
 
@@ -149,15 +147,3 @@ def benchmark_noise(data: Cifar, mode: str, rate: float, seed: int) -> np.ndarra
     noisy = data.y.copy()
     noisy[rows] = [following[int(c)] for c in data.y[rows]]
     return noisy
-
-
-def stratified_meta(truth: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
-    """Sorted meta rows: ``per_class`` seeded rows of every class (at most half of a class's
-    rows, at least one), so that every class has a clean example however many there are."""
-    rng = np.random.default_rng(seed)
-    picked = []
-    for c in np.unique(truth):
-        rows = np.flatnonzero(truth == c)
-        take = max(1, min(per_class, len(rows) // 2))
-        picked.append(rng.choice(rows, take, replace=False))
-    return np.sort(np.concatenate(picked)).astype(np.int64)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .numerics import fits_in_ram
+from .seeds import rng
 
 
 def release_freed_memory() -> None:
@@ -45,7 +46,7 @@ _libc = None
 
 def make_partition(n_rows: int, batch_size: int, seed: int):
     """Seeded permutation of the rows and the slice of each batch (sizes differ by at most 1)."""
-    order = np.random.default_rng(seed).permutation(n_rows)
+    order = rng(seed, "partition").permutation(n_rows)
     n_batches = max(1, -(-n_rows // max(1, batch_size)))
     bounds = np.linspace(0, n_rows, n_batches + 1).round().astype(int)
     return order, [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]

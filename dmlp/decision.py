@@ -27,6 +27,7 @@ from .batches import release_freed_memory
 from .config import GraphParams, TransitionParams
 from .graph import knn_graph
 from .heldout import cross_fitted_proba
+from .loop import visit_order
 from .numerics import safe_log
 from .posterior import GraphEvidence, Posterior, bayes_posterior, graph_evidence, posterior_graph_evidence
 from .progress import progress_bar
@@ -182,7 +183,7 @@ class BayesDecision:
         self.eac.restart_lr()
         n = len(self.store)
         for epoch in range(self.refit_epochs):
-            for k in np.random.default_rng([self.seed, self.first_refit_epoch + epoch]).permutation(n):
+            for k in visit_order(self.seed, self.first_refit_epoch + epoch, n):
                 self.eac.step(self.store.batch(k), targets[..., self.store.batches[k], :])
 
 

@@ -18,6 +18,7 @@ import torch
 
 from .errors import InputError
 from .numerics import CHUNK_ROWS, PROB_FLOOR
+from .seeds import rng, torch_seed
 
 #: Floor of a row's degree before ``deg^-1/2`` (rows without edges keep no entries anyway).
 DEGREE_FLOOR = 1e-12
@@ -221,7 +222,7 @@ def faiss_knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: 
     n_lists, d = int(math.sqrt(n)), features.shape[1]
     index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, n_lists, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
-    sample = np.random.default_rng(seed).choice(n, size=min(n, 64 * n_lists), replace=False)
+    sample = rng(seed, "graph_index").choice(n, size=min(n, 64 * n_lists), replace=False)
     index.train(unit_chunk(torch.as_tensor(sample)))
     for s in range(0, n, CHUNK_ROWS):
         index.add(unit_chunk(slice(s, s + CHUNK_ROWS)))
@@ -328,7 +329,7 @@ def inverted_file_candidates(Z, n_lists, probes, seed, iters=5):
         ``groups[l]`` the rows of bucket ``l`` (non-empty buckets only), ``candidates[l]`` the
         rows of its ``probes`` nearest buckets.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(torch_seed(seed, "graph_index"))
     sample = Z[torch.randperm(Z.shape[0], generator=g)[: 64 * n_lists]].float()
     cent = sample[torch.randperm(sample.shape[0], generator=g)[:n_lists]].clone()
     for _ in range(iters):           # spherical k-means on a sample

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .seeds import rng, torch_seed
+
 MINIBATCH = 256        # rows per Adam step
 LEARNING_RATE = 1e-3   # Adam's rate (from zero weights: the softmax regression is convex)
 
@@ -29,7 +31,7 @@ class HeldOutEvidence:
 
 def halves(n_rows: int, seed: int) -> np.ndarray:
     """The half (0 or 1) of each of ``n_rows`` rows (batch order), seeded, sizes differing by at most 1."""
-    return np.random.default_rng([seed, 7]).permutation(n_rows) % 2
+    return rng(seed, "heldout_halves").permutation(n_rows) % 2
 
 
 def cross_fitted_proba(store, meta_features: torch.Tensor, targets: np.ndarray, *, epochs: int,
@@ -62,9 +64,9 @@ def cross_fitted_proba(store, meta_features: torch.Tensor, targets: np.ndarray, 
         torch.nn.init.zeros_(m.weight)
         torch.nn.init.zeros_(m.bias)
     optimisers = [torch.optim.Adam(m.parameters(), lr=LEARNING_RATE) for m in models]
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(torch_seed(seed, "heldout_order"))
     for epoch in range(max(1, epochs)):
-        for k in np.random.default_rng([seed, 7, epoch]).permutation(len(store)):
+        for k in rng(seed, "heldout_order", epoch).permutation(len(store)):
             rows = store.batches[k]
             X = store.batch(k).float()
             for j, (model, opt) in enumerate(zip(models, optimisers)):

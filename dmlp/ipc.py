@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .batches import release_freed_memory
 from .errors import InputError
 from .numerics import balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
+from .seeds import rng
 from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram, ridge_solve
 
 log = logging.getLogger("dmlp")
@@ -51,7 +52,7 @@ def meta_view_weights(n_meta: int, n_views: int, cross_fit: bool, seed: int,
 def meta_folds(n_meta: int, n_views: int, seed: int) -> np.ndarray:
     """Seeded, balanced assignment of meta rows to views (fold v = rows seen by view v)."""
     fold = np.arange(n_meta) % n_views
-    return fold[np.random.default_rng([seed, 7]).permutation(n_meta)]
+    return fold[rng(seed, "meta_folds").permutation(n_meta)]
 
 
 def meta_objective(Y_B: torch.Tensor, X_B: torch.Tensor, L_B: torch.Tensor,

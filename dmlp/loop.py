@@ -25,6 +25,7 @@ from .eac import AuxiliaryClassifier, LabelledRows, exchange, training_targets
 from .errors import check_finite
 from .ipc import IPCCorrection
 from .progress import progress_bar
+from .seeds import rng
 from .state import LabelState, MetaSet
 
 
@@ -62,7 +63,7 @@ class LoopSettings:
 
 def visit_order(seed: int, epoch: int, n_batches: int) -> np.ndarray:
     """The seeded order in which the batches are visited in ``epoch``."""
-    return np.random.default_rng([seed, epoch]).permutation(n_batches)
+    return rng(seed, "visit_order", epoch).permutation(n_batches)
 
 
 def run_epoch(run: Run, state: LabelState, settings: LoopSettings, timings: Timings) -> dict:

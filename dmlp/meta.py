@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import InputError
+from .seeds import rng
 
 
 @dataclass
@@ -88,7 +89,8 @@ def check_meta_labels(labels, n_classes: int, argument: str, *, n_classes_from: 
     missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        why = "every class needs a clean example"
+        why = ("every class needs a clean example: add clean rows of those classes with --meta-index, "
+               "or give them as metafeatures.npy/metalabels.npy")
         if n_classes_from is not None:
             why += (f"; the class count {n_classes} is inferred from the largest label, {n_classes - 1}, in "
                     f"{n_classes_from}: if that label is a mistake, correct it")
@@ -98,16 +100,21 @@ def check_meta_labels(labels, n_classes: int, argument: str, *, n_classes_from: 
 
 
 def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int, *, argument: str = "meta_size") -> np.ndarray:
-    """A seeded uniform draw of ``size`` training rows whose true label is known.
+    """A seeded, class-stratified draw of ``size`` training rows whose true label is known.
+
+    Every class with a known row gets one meta row; the other ``size - K`` rows (K classes) go to
+    the classes in proportion to their known rows (largest remainders, never more rows than a
+    class has), each class's rows drawn uniformly.  A uniform draw of 1,000 rows misses classes
+    once there are a few hundred of them; this one never does while ``size >= K``.
 
     Parameters
     ----------
     true_labels : numpy.ndarray of int, shape (N,)
         The true labels; -1 marks a row whose true label is unknown (never drawn).
     size : int
-        How many rows to draw (the authors draw 1,000, unseeded).
+        How many rows to draw (the authors draw 1,000, unseeded and not stratified).
     seed : int
-        Seed of the draw; with every label known the draw is the same as ever.
+        Seed of the draw (its own stream, ``"meta_draw"`` of :mod:`dmlp.seeds`).
     argument : str
         Names ``size`` in errors.
 
@@ -115,17 +122,47 @@ def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int, *, argument
     -------
     numpy.ndarray of int64
         The drawn row indices, sorted.
+
+    Raises
+    ------
+    InputError
+        ``size`` not below N, fewer known rows than ``size``, or fewer rows than classes.
     """
+    true_labels = np.asarray(true_labels)
     n = len(true_labels)
-    known = np.flatnonzero(np.asarray(true_labels) >= 0)
+    known = np.flatnonzero(true_labels >= 0)
     if not 0 < size < n:
         raise InputError(f"must be between 1 and {n - 1}", argument=argument, value=size)
-    if len(known) == n:
-        return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
     if size > len(known):
         raise InputError(f"correctlabels.npy knows the true label of only {len(known)} "
                          f"rows (the others are -1); the meta set is drawn from those", argument=argument, value=size)
-    return np.sort(known[np.random.default_rng(seed).choice(len(known), size, replace=False)])
+    classes, counts = np.unique(true_labels[known], return_counts=True)
+    if size < len(classes):
+        raise InputError(f"a meta set of {size} rows cannot hold one clean row of each of the {len(classes)} "
+                         f"classes: give a meta size of at least {len(classes)}", argument=argument, value=size)
+    quota = np.ones(len(classes), dtype=np.int64) + _proportional(size - len(classes), counts - 1)
+    draw = rng(seed, "meta_draw")
+    by_class = np.split(known[np.argsort(true_labels[known], kind="stable")], np.cumsum(counts)[:-1])
+    return np.sort(np.concatenate([draw.choice(rows, q, replace=False) for rows, q in zip(by_class, quota)]))
+
+
+def _proportional(total: int, room: np.ndarray) -> np.ndarray:
+    """``total`` items shared in proportion to ``room`` (largest remainders), none above its room."""
+    room = np.asarray(room, dtype=np.int64)
+    share = np.zeros(len(room), dtype=np.int64)
+    while total > 0 and (room > share).any():
+        free = room - share
+        weight = np.where(free > 0, room, 0).astype(np.float64)
+        exact = total * weight / weight.sum()
+        step = np.minimum(np.floor(exact).astype(np.int64), free)
+        left = total - int(step.sum())
+        if left > 0:                               # the remainders, largest first, where there is room
+            remainder = np.where(step < free, exact - np.floor(exact), -1.0)
+            best = np.argsort(-remainder, kind="stable")[:left]
+            step[best[remainder[best] >= 0]] += 1
+        share += step
+        total -= int(step.sum())
+    return share
 
 
 def auto_meta_config(config):
@@ -161,7 +198,7 @@ def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: 
     from .batches import gather_rows
     from .ridge import SMALL_SET_RIDGE, ridge_solve
     n, d = features.shape
-    order = np.random.default_rng(seed).permutation(n)
+    order = rng(seed, "auto_meta").permutation(n)
     halves = [order[: n // 2], order[n // 2:]]
     X = [gather_rows(features, h, torch.empty(len(h), d), scaling=scaling) for h in halves]
     score = np.empty(n, dtype=np.float64)

@@ -178,7 +178,8 @@ def _draw(data: Dataset, config: Config, meta_size: Optional[int]):
               else {"argument": f"meta_size = {size} (config {config.name})"})
     if size < C:
         raise InputError(f"meta set has {size} rows, fewer than the {C} classes (every class needs a clean "
-                         "example)", **naming)
+                         f"example: a meta size of at least {C}, --meta-index, or metafeatures.npy/metalabels.npy)",
+                         **naming)
     if not 0 < size < N:
         raise InputError(f"must be between {C} and {N - 1} (rows of trainfeatures.npy)", **naming)
     n_known = int((data.true_labels >= 0).sum())

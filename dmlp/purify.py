@@ -23,6 +23,7 @@ from .graph import require_search
 from .ipc import make_ipc, meta_ridge_proba
 from .loop import LoopSettings, Run, Timings, fit
 from .meta import check_meta_labels
+from .seeds import torch_seed
 from .scaling import FeatureScaling, check_outlier_rows, fit_feature_scaling
 from .state import LabelState, MetaSet, label_distribution  # noqa: F401 (public)
 from .transition import TransitionModel, estimate_transition, transition_counts, transition_from_posteriors
@@ -192,7 +193,7 @@ def _build_run(inputs: _Inputs, cfg: Config, dev: torch.device, scaling: Feature
                compute: torch.dtype):
     """The run's fixed parts (partition, features, meta set, IPC, EAC) and the initial T (or None)."""
     torch.manual_seed(cfg.run.seed)
-    generator = torch.Generator().manual_seed(cfg.run.seed)
+    generator = torch.Generator().manual_seed(torch_seed(cfg.run.seed, "eac_init"))
     C, V, N, d = inputs.n_classes, int(cfg.run.views), *inputs.features.shape
     order, batches = make_partition(N, cfg.run.batch_size, cfg.run.seed)
     store = FeatureStore(inputs.features, order, batches, dev, cfg.run.resident_limit_gb, compute, scaling)

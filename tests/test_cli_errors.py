@@ -292,7 +292,8 @@ CASES = [
     ("metalabels.npy lacks a class", _meta_files_missing_class, "metalabels.npy: meta set has no row of class 3"),
     ("stray training label, class count inferred", _stray_label_no_class_count,
      f"metalabels.npy: meta set has no row of class {C} (1 of {C + 1} classes missing; every class needs a clean "
-     f"example; the class count {C + 1} is inferred from the largest label, {C}, in trainlabels.npy"),
+     f"example: add clean rows of those classes with --meta-index, or give them as metafeatures.npy/metalabels.npy; "
+     f"the class count {C + 1} is inferred from the largest label, {C}, in trainlabels.npy"),
     ("one corrupt feature row", _features_outlier_row, "trainfeatures.npy: row 123 is an outlier"),
     ("one corrupt metafeatures row", _meta_outlier_row, "metafeatures.npy: row 7 is an outlier"),
     ("correctlabels.npy all unknown", _correct_all_unknown,
