@@ -73,6 +73,14 @@ def check_rate(rate) -> float:
     return rate
 
 
+def check_dataset(dataset: Optional[str]) -> Optional[str]:
+    """``dataset`` if it is None or a key of :data:`DATASETS`, else :class:`InputError` naming ``--dataset``."""
+    if dataset is not None and dataset not in DATASETS:
+        raise InputError(f"--dataset: unknown dataset {dataset!r} (expected one of: {', '.join(DATASETS)}; "
+                         "or none, to take the class count from the labels)")
+    return dataset
+
+
 def class_count(labels: np.ndarray, dataset: Optional[str], n_classes: Optional[int]) -> int:
     """C: ``n_classes`` if given, else the ``dataset``'s, else the largest label plus one.
 
@@ -92,10 +100,7 @@ def class_count(labels: np.ndarray, dataset: Optional[str], n_classes: Optional[
         For an unknown dataset, fewer than 2 classes, or labels without a 0 when C comes
         from them.
     """
-    if n_classes is None and dataset is not None:
-        if dataset not in DATASETS:
-            raise InputError(f"--dataset: unknown dataset {dataset!r} (expected one of: "
-                             f"{', '.join(DATASETS)}, or none to take the class count from the labels)")
+    if n_classes is None and check_dataset(dataset) is not None:
         n_classes = DATASETS[dataset]
     if n_classes is None:
         return infer_n_classes(check_labels(labels, "true labels"), "true labels")

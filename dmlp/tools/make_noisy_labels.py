@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..cifar_n import lookup_noise_type
+from ..cifar_n import cifar_n_labels, lookup_noise_type
 from ..cli import ArgumentParser as _Parser
 from ..data import check_labels, load_npy
 from ..errors import InputError
 from ..export import check_output_folder, read_noise_file, write_noisy_folder
 from ..flip_map import read_flip_map
 from ..idn import RATE_STD
-from ..noise import DATASETS, MODES, asym_transition, check_rate, make_noisy_labels, noise_report
+from ..noise import DATASETS, MODES, asym_transition, check_dataset, check_rate, make_noisy_labels, noise_report
 from ..validation import infer_n_classes
 
 PROG = "dmlp noise"
@@ -85,6 +85,8 @@ def _check_flags(args) -> None:
     synthetic = not (args.cifar_n or args.from_noise_file)
     if synthetic and (args.mode is None or args.rate is None):
         raise InputError("--mode and --rate are required for synthetic noise")
+    if args.rate is not None:
+        check_rate(args.rate)
     if args.mode is not None and args.mode not in MODES:
         raise InputError(f"--mode: unknown noise mode {args.mode!r} (expected one of: {', '.join(MODES)})")
     if args.exclude_true and (args.mode != "sym" or not synthetic):
@@ -92,9 +94,7 @@ def _check_flags(args) -> None:
                          f"(the other modes never keep the true class of a flipped row); got --mode {args.mode}")
     if args.flip_map and (args.mode != "asym" or not synthetic):
         raise InputError(f"--flip-map: applies to synthetic --mode asym only; got --mode {args.mode}")
-    if args.dataset is not None and args.dataset not in DATASETS:
-        raise InputError(f"--dataset: unknown dataset {args.dataset!r} (expected one of: {', '.join(DATASETS)}; "
-                         "leave it out to take the class count from the labels)")
+    check_dataset(args.dataset)
     if synthetic and args.mode == "asym" and not (args.flip_map or args.dataset):
         raise InputError("--mode asym needs --flip-map FILE (or --dataset cifar10|cifar100 for a CIFAR preset)")
     if args.cifar_n:
@@ -133,7 +133,7 @@ def load_source(src: Path) -> tuple:
     return correct, feats
 
 
-def class_count(correct, dataset=None, noise_type=None) -> tuple:
+def source_class_count(correct, dataset=None, noise_type=None) -> tuple:
     """The class count of a noisy folder made from ``correct``, and where it comes from.
 
     Parameters
@@ -158,7 +158,7 @@ def class_count(correct, dataset=None, noise_type=None) -> tuple:
     """
     if noise_type is not None:
         return lookup_noise_type(noise_type).n_classes, f"--noise-type {noise_type}"
-    if dataset is None:
+    if check_dataset(dataset) is None:
         return infer_n_classes(correct, "correctlabels.npy"), "correctlabels.npy"
     n_classes = DATASETS[dataset]
     check_labels(correct, "correctlabels.npy", n_classes=n_classes)
@@ -205,15 +205,13 @@ def main(argv=None):
     src, out = Path(args.features_dir), Path(args.out)
     check_output_folder(src, out)  # before any work, so a bad --out fails fast
     correct, feats = load_source(src)
-    if args.cifar_n:
-        from ..cifar_n import cifar_n_labels  # imports torch: only when needed
-        noisy = cifar_n_labels(args.cifar_n, args.noise_type, correct_labels=correct)
-    n_classes, origin = class_count(correct, args.dataset, args.noise_type)
+    n_classes, origin = source_class_count(correct, args.dataset, args.noise_type)
     _check_other_labels(src, n_classes, origin)
 
     meta = {"dataset": args.dataset, "n_classes": n_classes, "n_classes_from": origin,
             "source_dir": str(src.resolve()), "n_train": int(correct.shape[0])}
     if args.cifar_n:
+        noisy = cifar_n_labels(args.cifar_n, args.noise_type, correct_labels=correct)
         meta.update(source="cifar-n", cifar_n_file=str(Path(args.cifar_n).resolve()),
                     noise_type=args.noise_type, mode=None, rate=None, seed=None)
     elif args.from_noise_file:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..cli import ArgumentParser
 from ..errors import InputError
-from ..noise import DATASETS, MODES
+from ..noise import MODES
 
 PROG = "dmlp sweep"
 SYM_DEFAULT = "sym20,sym50,sym80,sym90"
@@ -96,15 +96,12 @@ def _seeds(text: str) -> list:
 def _check_source(args) -> str:
     """Validate SRC and the asym flips before anything runs; one line describing SRC."""
     from ..flip_map import read_flip_map
-    from .make_noisy_labels import class_count, load_source
+    from .make_noisy_labels import load_source, source_class_count
     src = Path(args.src)
     if not src.is_dir():
         raise InputError(f"SRC {src}: not a folder")
-    if args.dataset is not None and args.dataset not in DATASETS:
-        raise InputError(f"--dataset: unknown dataset {args.dataset!r} (expected one of: {', '.join(DATASETS)}; "
-                         "leave it out to take the class count from correctlabels.npy)")
     correct, feats = load_source(src)
-    n_classes, origin = class_count(correct, args.dataset)
+    n_classes, origin = source_class_count(correct, args.dataset)
     if args.flip_map:
         read_flip_map(args.flip_map, n_classes)
     return f"{feats.shape[0]} rows, {feats.shape[1]} features, {n_classes} classes (from {origin})"
@@ -128,6 +125,14 @@ def plan(args) -> list:
     return runs
 
 
+def _check_purify_flags(flags: list) -> None:
+    """The flags for ``dmlp purify``, parsed as it will: an unknown flag fails before any run."""
+    from ..run import build_parser as purify_parser
+    parsed = purify_parser(f"{PROG} (purify flags)").parse_args(flags)
+    if parsed.data is not None or parsed.out is not None:
+        raise InputError("--data/--out: the sweep gives each purify run its own (WORK/data/NAME, WORK/runs/NAME)")
+
+
 def _run_logged(main, argv, log: Path) -> bool:
     """Run a tool's ``main`` with its output in ``log``; True when it succeeded."""
     from ..cli import run_cli
@@ -142,9 +147,7 @@ def main(argv=None) -> int:
     args, purify_flags = build_parser().parse_known_args(argv)
     src, work = Path(args.src), Path(args.work)
     runs = plan(args)
-    if any(flag.split("=")[0] in ("--data", "--out") for flag in purify_flags):
-        raise InputError("--data/--out: the sweep gives each purify run its own (WORK/data/NAME, WORK/runs/NAME)")
-    run.build_parser(f"{PROG} (purify flags)").parse_args(["--data", "-", "--out", "-", *purify_flags])
+    _check_purify_flags(purify_flags)
     print(f"{src}: {_check_source(args)}; {len(runs)} settings", flush=True)
     dataset_flags = ["--dataset", args.dataset] if args.dataset else []
     flip_flags = ["--flip-map", str(Path(args.flip_map).resolve())] if args.flip_map else []
