@@ -63,7 +63,13 @@ def asym_transition(dataset: str) -> dict:
 
 
 def check_rate(rate) -> float:
-    """``rate`` as a float in [0, 1], or :class:`InputError` naming ``--rate``."""
+    """``rate`` as a float in [0, 1].
+
+    Raises
+    ------
+    InputError
+        Naming ``--rate``, for a value that is not a number or lies outside [0, 1] (NaN too).
+    """
     try:
         rate = float(rate)
     except (TypeError, ValueError):
@@ -112,10 +118,19 @@ def class_count(labels: np.ndarray, dataset: Optional[str], n_classes: Optional[
 def dividemix_rows(n: int, rate: float, rng: random.Random) -> np.ndarray:
     """DivideMix's noisy rows: shuffle ``list(range(n))`` with ``rng``, keep the first ``int(rate*n)``.
 
+    Parameters
+    ----------
+    n : int
+        Row count N.
+    rate : float
+        Fraction in [0, 1] of rows to select.
+    rng : random.Random
+        Advanced by exactly DivideMix's shuffle.
+
     Returns
     -------
     ndarray of bool, shape (n,)
-        True for a selected row.  ``rng`` has made exactly DivideMix's shuffle.
+        True for a selected row.
     """
     idx = list(range(n))
     rng.shuffle(idx)
@@ -258,8 +273,18 @@ def make_noisy_labels(true_labels, mode: str, rate: float, seed: int, dataset: O
 def noise_report(true, noisy, n_classes: Optional[int] = None) -> dict:
     """Measured noise of ``noisy`` against ``true``: rate, counts and confusion matrix.
 
-    ``confusion[i][j]`` counts rows whose true class is i and noisy label is j (nested lists,
-    JSON-ready).  ``n_classes`` defaults to 1 + the largest label seen.
+    Parameters
+    ----------
+    true, noisy : array_like of int, shape (N,)
+    n_classes : int, optional
+        C; default: 1 + the largest label seen.
+
+    Returns
+    -------
+    dict
+        ``n``, ``n_classes``, ``n_noisy``, ``measured_noise_rate`` (fraction of rows whose label
+        differs), ``per_class_noise_rate`` (C floats) and ``confusion`` (C x C nested lists,
+        ``confusion[i][j]`` rows of true class i with noisy label j); JSON-ready.
     """
     true = check_labels(true, "true labels", n_classes=n_classes)
     noisy = check_labels(noisy, "noisy labels", n_classes=n_classes, n_rows=true.shape[0],
