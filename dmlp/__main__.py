@@ -23,10 +23,10 @@ from .cli import run_cli
 # entry points resolved by :func:`_entry`
 COMMANDS = {
     "purify": ("dmlp.run", "purify the labels of a data folder (the main job)"),
-    "noise": ("dmlp.tools.make_noisy_labels", "make a noisy-label data folder (sym/asym, CIFAR-N, noise file)"),
+    "noise": ("dmlp.tools.make_noisy_labels", "make a noisy-label data folder (sym/asym/instance, CIFAR-N, noise file)"),
     "export": ("dmlp.tools.export_labels", "write labels as the noise file DivideMix / C2D read"),
     "extract": ("dmlp.features.extract", "extract features from images with a self-supervised checkpoint"),
-    "sweep": ("dmlp.tools.sweep", "run the noise-rate sweep (make labels, purify) and write one table"),
+    "sweep": ("dmlp.tools.sweep", "run a list of noise settings (make labels, purify) and write one table"),
     "benchmark": (None, "label quality and speed against the baselines (needs a source checkout)"),
 }
 

@@ -15,23 +15,39 @@ order, or CIFAR-100 labels given for CIFAR-10 features).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from .data import check_labels
+from .data import check_labels, require_file
 from .errors import InputError
-from .data import require_file
 
-# noise type -> (key of the noisy labels, key of the clean labels it must be checked against)
+
+class NoiseType(NamedTuple):
+    """Where a CIFAR-N noise type lives in the file, and its classes."""
+    noisy_key: str       #: key of the noisy labels
+    clean_key: str       #: key of the clean labels they must be checked against
+    n_classes: int       #: 10 (CIFAR-10N), 100 (CIFAR-100N fine) or 20 (CIFAR-100N coarse)
+    dataset: str         #: the CIFAR data set the file labels
+
+
 NOISE_TYPES = {
-    "aggre": ("aggre_label", "clean_label"),
-    "worse": ("worse_label", "clean_label"),
-    "random1": ("random_label1", "clean_label"),
-    "random2": ("random_label2", "clean_label"),
-    "random3": ("random_label3", "clean_label"),
-    "noisy": ("noisy_label", "clean_label"),
-    "noisy_coarse": ("noisy_coarse_label", "clean_coarse_label"),
+    "aggre": NoiseType("aggre_label", "clean_label", 10, "cifar10"),
+    "worse": NoiseType("worse_label", "clean_label", 10, "cifar10"),
+    "random1": NoiseType("random_label1", "clean_label", 10, "cifar10"),
+    "random2": NoiseType("random_label2", "clean_label", 10, "cifar10"),
+    "random3": NoiseType("random_label3", "clean_label", 10, "cifar10"),
+    "noisy": NoiseType("noisy_label", "clean_label", 100, "cifar100"),
+    "noisy_coarse": NoiseType("noisy_coarse_label", "clean_coarse_label", 20, "cifar100"),
 }
+
+
+def lookup_noise_type(name: str) -> NoiseType:
+    """The :class:`NoiseType` called ``name``, or :class:`InputError` naming ``--noise-type``."""
+    if name not in NOISE_TYPES:
+        raise InputError(f"--noise-type: unknown CIFAR-N noise type {name!r} "
+                         f"(expected one of: {', '.join(NOISE_TYPES)})")
+    return NOISE_TYPES[name]
 
 
 def _numpy_safe_globals() -> list:
@@ -75,7 +91,23 @@ def _short_reason(exc: Exception) -> str:
 
 
 def load_cifar_n_file(path) -> dict:
-    """Load a CIFAR-N ``*_human.pt`` dict safely (weights_only=True + a numpy allow-list)."""
+    """Load a CIFAR-N ``*_human.pt`` dict safely (weights_only=True + a numpy allow-list).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict
+        The file's label arrays (numpy arrays, tensors or lists) by key.
+
+    Raises
+    ------
+    InputError
+        For a missing or empty file, one that is not a torch file, or one that needs more than
+        integer numpy arrays to load.
+    """
     import torch  # local: the rest of the package does not need torch at import time
 
     path = require_file(path, "--cifar-n", "a .pt file")
@@ -90,42 +122,74 @@ def load_cifar_n_file(path) -> dict:
     return obj
 
 
-def _as_labels(obj: dict, key: str, path: Path) -> np.ndarray:
+def _as_labels(obj: dict, key: str, path: Path, n_classes: int) -> np.ndarray:
     if key not in obj:
         raise InputError(f"--cifar-n {path.name}: has no key {key!r} (keys: {', '.join(sorted(map(str, obj)))})")
     value = obj[key]
     if hasattr(value, "numpy"):  # a tensor is fine too
         value = value.numpy()
-    return check_labels(np.asarray(value), f"--cifar-n {path.name}[{key!r}]")
+    return check_labels(np.asarray(value), f"--cifar-n {path.name}[{key!r}]", n_classes=n_classes)
+
+
+def _mismatch(path: Path, clean_key: str, clean: np.ndarray, correct: np.ndarray, obj: dict) -> str:
+    """Why the file's clean labels differ from correctlabels.npy, in one line."""
+    differ = np.flatnonzero(correct != clean)
+    text = (f"--cifar-n {path.name}: {clean_key} differs from correctlabels.npy at {differ.size} of "
+            f"{clean.shape[0]} rows (first at row {int(differ[0])})")
+    if np.array_equal(correct, clean + 1):
+        return text + "; correctlabels.npy is the file's labels + 1: it looks 1-based, subtract 1 from it"
+    other = next((k for k in ("clean_label", "clean_coarse_label") if k != clean_key and k in obj
+                  and np.array_equal(np.asarray(obj[k]), correct)), None)
+    if other:
+        types = "/".join(t for t, k in NOISE_TYPES.items() if k.clean_key == other and k.noisy_key in obj)
+        return text + (f"; correctlabels.npy equals the file's {other}: use --noise-type {types}, or true "
+                       f"labels of the {clean_key} classes")
+    text += "; the file may be for other data or other labels (another data set, fine vs coarse)"
+    if np.array_equal(np.sort(clean), np.sort(correct)):                 # the same class counts
+        return text + (", or the same labels in another order (the features must follow the image order "
+                       "of the python CIFAR release)")
+    return text + ", not only in another order: the classes have other row counts"
 
 
 def cifar_n_labels(path, noise_type: str, correct_labels=None) -> np.ndarray:
-    """Return the ``noise_type`` labels of a CIFAR-N file as int64, checked against ``correct_labels``.
+    """The noisy labels of one noise type of a CIFAR-N file, checked against the true labels.
 
-    ``noise_type`` is one of ``aggre, worse, random1, random2, random3`` (CIFAR-10N) or
-    ``noisy, noisy_coarse`` (CIFAR-100N).  When ``correct_labels`` is given, the file's clean
-    labels (``clean_coarse_label`` for ``noisy_coarse``) must equal it element for element.
+    Parameters
+    ----------
+    path : str or Path
+        ``CIFAR-10_human.pt`` or ``CIFAR-100_human.pt`` (or a file of the same structure).
+    noise_type : str
+        ``aggre, worse, random1, random2, random3`` (CIFAR-10N) or ``noisy, noisy_coarse``
+        (CIFAR-100N): a key of :data:`NOISE_TYPES`.
+    correct_labels : array_like of int, shape (N,), optional
+        The data folder's true labels; the file's clean labels (``clean_coarse_label`` for
+        ``noisy_coarse``) must equal them row for row.
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+        Labels in 0..C-1, C the noise type's class count (10, 100 or 20).
+
+    Raises
+    ------
+    InputError
+        For an unknown noise type, a file that cannot be loaded safely, a missing key, labels
+        out of the noise type's range (saying so when they look 1-based), or clean labels that
+        differ from ``correct_labels`` (saying in how many rows, and what that may mean).
     """
-    if noise_type not in NOISE_TYPES:
-        raise InputError(f"--noise-type: unknown CIFAR-N noise type {noise_type!r} "
-                         f"(expected one of: {', '.join(NOISE_TYPES)})")
+    kind = lookup_noise_type(noise_type)
     path = Path(path)
     obj = load_cifar_n_file(path)
-    noisy_key, clean_key = NOISE_TYPES[noise_type]
-    noisy = _as_labels(obj, noisy_key, path)
-    clean = _as_labels(obj, clean_key, path)
+    noisy = _as_labels(obj, kind.noisy_key, path, kind.n_classes)
+    clean = _as_labels(obj, kind.clean_key, path, kind.n_classes)
     if clean.shape != noisy.shape:
-        raise InputError(f"--cifar-n {path.name}: {noisy_key} has {noisy.shape[0]} rows but "
-                         f"{clean_key} has {clean.shape[0]}")
+        raise InputError(f"--cifar-n {path.name}: {kind.noisy_key} has {noisy.shape[0]} rows but "
+                         f"{kind.clean_key} has {clean.shape[0]}")
     if correct_labels is not None:
         correct = check_labels(correct_labels, "correctlabels.npy")
         if correct.shape != clean.shape:
-            raise InputError(f"--cifar-n {path.name}: {clean_key} has {clean.shape[0]} rows but "
+            raise InputError(f"--cifar-n {path.name}: {kind.clean_key} has {clean.shape[0]} rows but "
                              f"correctlabels.npy has {correct.shape[0]} (wrong dataset?)")
-        differ = np.flatnonzero(correct != clean)
-        if differ.size:
-            raise InputError(
-                f"--cifar-n {path.name}: {clean_key} differs from correctlabels.npy at {differ.size} of "
-                f"{clean.shape[0]} rows (first at row {int(differ[0])}); the features must be in the "
-                f"CIFAR python-release order of the same dataset (not e.g. TensorFlow's)")
+        if not np.array_equal(correct, clean):
+            raise InputError(_mismatch(path, kind.clean_key, clean, correct, obj))
     return noisy

@@ -19,12 +19,33 @@ from .validation import FEATURE_DTYPES, check_features, check_labels  # noqa: F4
 
 
 def require_file(path, name: str, kind: str) -> Path:
-    """Raise :class:`InputError` unless ``path`` is an existing file (``kind`` names what it should be)."""
+    """The path of an existing, non-empty file.
+
+    Parameters
+    ----------
+    path : str or Path
+    name : str
+        The file or flag, for messages.
+    kind : str
+        What the file should be (``"a .npy file"``), for messages.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        When ``path`` is missing, a folder, or 0 bytes long (an interrupted download or copy).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{name}: file not found ({path})")
     if path.is_dir():
         raise InputError(f"{name}: is a folder, not {kind} ({path})")
+    if path.stat().st_size == 0:
+        raise InputError(f"{name}: the file is empty (0 bytes), not {kind}; was its download or copy "
+                         f"interrupted? ({path})")
     return path
 
 

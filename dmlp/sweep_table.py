@@ -1,12 +1,14 @@
-"""Assemble the results table of ``scripts/sweep.sh`` (Markdown + CSV).
+"""Assemble the results table of ``dmlp sweep`` (Markdown + CSV).
 
 Usage: ``python -m dmlp.sweep_table --out-md T.md --out-csv T.csv NAME=DATA_DIR:RUN_DIR ...``
 
 Each run contributes one row, in the order given: ``DATA_DIR/noise.json`` (written by
-``scripts/make_noisy_labels.py``) gives the setting and the measured noise, ``RUN_DIR/summary.json``
-(written by ``DMLP.py``: n_train, n_meta, n_changed, seconds, label_accuracy_before,
-label_accuracy_after, fractions in [0, 1]) gives the rest.  A run without a summary (it failed)
-still gets a row, marked ``failed``, so one bad setting does not hide the others.
+``dmlp noise``) gives the setting and the measured noise, ``RUN_DIR/summary.json`` (written by
+``dmlp purify``: n_train, n_purified, n_meta, n_changed, seconds, label_accuracy_before,
+label_accuracy_after, fractions in [0, 1]) gives the rest.  ``changed`` counts labels changed
+among the purified rows, and its share is of the purified rows (meta rows and excluded rows
+are never purified).  A run without a summary (it failed) still gets a row, marked
+``failed``, so one bad setting does not hide the others.
 """
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ from .cli import ArgumentParser, run_cli
 from .errors import InputError
 from .io import save_text
 
-SUMMARY_KEYS = ("n_train", "n_meta", "n_changed", "seconds", "label_accuracy_before", "label_accuracy_after")
+SUMMARY_KEYS = ("n_train", "n_purified", "n_meta", "n_changed", "seconds", "label_accuracy_before",
+                "label_accuracy_after")
 CSV_COLUMNS = ("setting", "mode", "rate", "seed", "measured_noise", "label_accuracy_before",
-               "label_accuracy_after", "n_changed", "n_train", "n_meta", "seconds", "status")
+               "label_accuracy_after", "n_changed", "n_purified", "n_train", "n_meta", "seconds", "status")
 
 
 def _read_json(path: Path, what: str):
@@ -81,7 +84,7 @@ def to_markdown(rows) -> str:
             lines.append(f"| {r['setting']} | {_pct(r['measured_noise'])} | failed | | |")
             continue
         changed = int(r["n_changed"])
-        share = f" ({100 * changed / r['n_train']:.1f}%)" if r.get("n_train") else ""
+        share = f" ({100 * changed / r['n_purified']:.1f}%)" if r.get("n_purified") else ""
         lines.append(f"| {r['setting']} | {_pct(r['measured_noise'])} | "
                      f"{_pct(r['label_accuracy_before'])} → {_pct(r['label_accuracy_after'])} | "
                      f"{changed}{share} | {float(r['seconds']):.1f} |")
@@ -110,7 +113,7 @@ def main(argv=None):
     p = ArgumentParser(prog="python -m dmlp.sweep_table", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="NAME=DATA_DIR:RUN_DIR",
-                   help="one per row, in table order: the make_noisy_labels folder and DMLP.py --out folder")
+                   help="one per row, in table order: the dmlp noise --out folder and the dmlp purify --out folder")
     p.add_argument("--out-md", required=True, metavar="FILE.md", help="Markdown table to write")
     p.add_argument("--out-csv", required=True, metavar="FILE.csv", help="CSV table to write (fractions, not %%)")
     args = p.parse_args(argv)

@@ -43,8 +43,29 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
                  n_rows: Optional[int] = None, rows_of: str = "", allow_unknown: bool = False) -> np.ndarray:
     """Validate a 1-D integer label vector in 0..C-1 and return it as an int64 array in RAM.
 
-    With ``allow_unknown``, -1 marks a row whose label is unknown (any other negative value is
-    still refused).
+    Parameters
+    ----------
+    array : array_like of int (or integral float), shape (N,) or (N, 1)
+    name : str
+        The file or argument, for messages.
+    n_classes : int, optional
+        C: labels must be below it.  None: no upper bound.
+    n_rows : int, optional
+        The row count required, that of ``rows_of``.
+    rows_of : str
+        What ``n_rows`` counts, for messages.
+    allow_unknown : bool
+        -1 marks a row whose label is unknown (any other negative value is still refused).
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+
+    Raises
+    ------
+    InputError
+        For a wrong shape or row count, non-integer values, or a label out of range; a label
+        vector running 1..C says that it looks 1-based.
     """
     array = np.asarray(array)
     if array.ndim == 2 and array.shape[1] == 1:
@@ -64,5 +85,65 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
         raise InputError(f"{name}: negative label {int(labels.min())} (labels must be 0..C-1"
                          f"{', or -1 for unknown' if allow_unknown else ''})")
     if n_classes is not None and labels.size and labels.max() >= n_classes:
-        raise InputError(f"{name}: label {int(labels.max())} out of range for {n_classes} classes")
+        raise InputError(f"{name}: label {int(labels.max())} out of range for {n_classes} classes"
+                         f"{one_based_hint(labels, n_classes)}")
     return labels
+
+
+def one_based_hint(labels: np.ndarray, n_classes: Optional[int] = None) -> str:
+    """``"; the labels look 1-based ..."`` when ``labels`` do, else ``""``: the tail of a message.
+
+    Labels look 1-based when the smallest is 1 and, if ``n_classes`` (C) is known, the largest
+    is C: they then run 1..C instead of the 0..C-1 the package reads.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N,)
+    n_classes : int, optional
+        The class count known from elsewhere (a ``--dataset``, another file).
+
+    Returns
+    -------
+    str
+        Empty, or a clause starting with ``"; "`` that tells to subtract 1.
+    """
+    labels = np.asarray(labels)
+    if not labels.size or int(labels.min()) != 1:
+        return ""
+    top = int(labels.max())
+    if n_classes is not None and top != n_classes:
+        return ""
+    return f"; the labels look 1-based (1..{top}, no 0): subtract 1 so that they run 0..{top - 1}"
+
+
+def infer_n_classes(labels: np.ndarray, name: str) -> int:
+    """The class count of a full label vector: its largest label plus one.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (N,)
+        Valid labels (as :func:`check_labels` returns them), every row known.
+    name : str
+        The file or argument the labels came from, for messages.
+
+    Returns
+    -------
+    int
+        ``max(labels) + 1``, at least 2.
+
+    Raises
+    ------
+    InputError
+        When label 0 never occurs (1-based labels would get an empty class 0, which a noise
+        model would then draw), or fewer than 2 classes result.
+    """
+    labels = np.asarray(labels)
+    if not labels.size:
+        raise InputError(f"{name}: no labels")
+    if int(labels.min()) > 0:
+        raise InputError(f"{name}: label 0 never occurs (smallest label {int(labels.min())}), so the "
+                         f"class count cannot come from the labels{one_based_hint(labels)}")
+    n_classes = int(labels.max()) + 1
+    if n_classes < 2:
+        raise InputError(f"{name}: need at least 2 classes, all labels are {int(labels.max())}")
+    return n_classes

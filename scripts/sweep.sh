@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The noise-rate sweep (sym 20/50/80/90 %, asym 40 %) through DMLP, one table at the end.
+# A list of noise settings (default sym 20/50/80/90 %, asym 40 % with --dataset or --flip-map)
+# through DMLP, one table at the end.
 #   scripts/sweep.sh SRC WORK [dmlp sweep / dmlp purify flags]    (same as: dmlp sweep SRC WORK ...)
 # See `python -m dmlp sweep --help`.
 set -u

@@ -11,6 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from cli_helpers import assert_cli_error  # noqa: E402
 from dmlp.cifar_n import NOISE_TYPES, cifar_n_labels, load_cifar_n_file  # noqa: E402
 from dmlp.errors import InputError  # noqa: E402
 
@@ -150,3 +151,67 @@ def test_cli_cifar_n_mismatch(c10_file, clean10, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "clean_label" in lines[0]
     assert not (tmp_path / "o" / "trainlabels.npy").exists()
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("dataset", [[], ["--dataset", "cifar100"]])
+def test_cli_cifar100n_coarse(c100_file, tmp_path, dataset):
+    """noisy_coarse: 20 superclasses, with or without --dataset cifar100."""
+    path, obj = c100_file
+    coarse = np.array(obj["clean_coarse_label"])
+    src, out = _src(tmp_path, coarse), tmp_path / "out"
+    proc = _cli("--features-dir", src, "--out", out, "--cifar-n", path, "--noise-type", "noisy_coarse", *dataset)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(out / "trainlabels.npy").tolist() == obj["noisy_coarse_label"]
+    meta = json.loads((out / "noise.json").read_text())
+    assert meta["n_classes"] == 20 and meta["n_classes_from"] == "--noise-type noisy_coarse"
+    assert len(meta["confusion"]) == 20
+
+
+def test_cli_coarse_type_on_fine_labels(c100_file, tmp_path):
+    path, obj = c100_file
+    src = _src(tmp_path, obj["clean_label"])
+    assert_cli_error(_cli("--features-dir", src, "--out", tmp_path / "o", "--cifar-n", path, "--noise-type",
+                          "noisy_coarse"), "clean_coarse_label differs", "equals the file's clean_label")
+    assert_cli_error(_cli("--features-dir", src, "--out", tmp_path / "o", "--cifar-n", path, "--noise-type",
+                          "noisy_coarse", "--dataset", "cifar10"), "--dataset cifar10", "cifar100")
+
+
+def test_cli_mismatch_says_how_many_rows_and_why(c10_file, clean10, tmp_path):
+    path, _ = c10_file
+    other = (clean10 + 1) % 10                              # other labels (or other data), not a reordering
+    other[:3] = clean10[:3]
+    differ = int((other != clean10).sum())
+    assert_cli_error(_cli("--features-dir", _src(tmp_path, other), "--out", tmp_path / "o", "--cifar-n", path,
+                          "--noise-type", "aggre"),
+                     f"at {differ} of {N} rows", "other data or other labels", "not only in another order")
+
+
+def test_cli_mismatch_reordered(c10_file, clean10, tmp_path):
+    shuffled = clean10[np.random.default_rng(0).permutation(N)]
+    assert_cli_error(_cli("--features-dir", _src(tmp_path, shuffled), "--out", tmp_path / "o", "--cifar-n",
+                          c10_file[0], "--noise-type", "aggre"), "other data or other labels", "another order")
+
+
+def test_cli_one_based(c10_file, clean10, tmp_path):
+    assert_cli_error(_cli("--features-dir", _src(tmp_path, clean10 + 1), "--out", tmp_path / "o", "--cifar-n",
+                          c10_file[0], "--noise-type", "aggre"), "1-based", "subtract 1")
+
+
+def test_one_based_file(tmp_path, clean10):
+    """A CIFAR-N file whose labels run 1..10 is out of the noise type's range, and says why."""
+    path = tmp_path / "one.pt"
+    torch.save({"clean_label": clean10 + 1, "aggre_label": clean10 + 1}, path)
+    with pytest.raises(InputError, match="label 10 out of range for 10 classes; the labels look 1-based"):
+        cifar_n_labels(path, "aggre")
+
+
+def test_cli_empty_pt(tmp_path, clean10):
+    empty = tmp_path / "CIFAR-10_human.pt"
+    empty.write_bytes(b"")
+    assert_cli_error(_cli("--features-dir", _src(tmp_path, clean10), "--out", tmp_path / "o", "--cifar-n", empty,
+                          "--noise-type", "aggre"), "--cifar-n", "the file is empty (0 bytes)")

@@ -287,7 +287,7 @@ CASES = [
     ("all-zero features", _features_zero, "trainfeatures.npy: every row has the same features"),
     ("truncated .npy", _truncated, "trainfeatures.npy: truncated file"),
     ("not a .npy file (CSV text)", _not_npy, "trainfeatures.npy: not a valid .npy file"),
-    ("empty file", _empty_file, "trainlabels.npy: not a valid .npy file"),
+    ("empty file", _empty_file, "trainlabels.npy: the file is empty (0 bytes)"),
     ("object-dtype (pickled) array", _pickled, "trainlabels.npy: holds an object (pickled) array"),
     ("metalabels.npy lacks a class", _meta_files_missing_class, "metalabels.npy: meta set has no row of class 3"),
     ("stray training label, class count inferred", _stray_label_no_class_count,

@@ -49,10 +49,13 @@ def src(tmp_path):
     return d
 
 
-def dividemix_reference(train_label, r, noise_mode, seed, dataset="cifar10"):
-    """DivideMix's own rule (dataloader_cifar.py), as it writes it, after random.seed(seed)."""
+def dividemix_reference(train_label, r, noise_mode, seed, dataset="cifar10", transition=None):
+    """DivideMix's own rule (dataloader_cifar.py), as it writes it, after random.seed(seed).
+
+    ``dataset`` may also be a class count (DivideMix's loaders for other data draw
+    ``randint(0, num_class - 1)``), ``transition`` another full transition dict."""
     random.seed(seed)
-    transition = {0: 0, 2: 0, 4: 7, 7: 7, 1: 1, 9: 1, 3: 5, 5: 3, 6: 6, 8: 8}
+    transition = transition or {0: 0, 2: 0, 4: 7, 7: 7, 1: 1, 9: 1, 3: 5, 5: 3, 6: 6, 8: 8}
     n = len(train_label)
     noise_label = []
     idx = list(range(n))
@@ -66,6 +69,8 @@ def dividemix_reference(train_label, r, noise_mode, seed, dataset="cifar10"):
                     noiselabel = random.randint(0, 9)
                 elif dataset == 'cifar100':
                     noiselabel = random.randint(0, 99)
+                else:
+                    noiselabel = random.randint(0, dataset - 1)
                 noise_label.append(noiselabel)
             elif noise_mode == 'asym':
                 noiselabel = transition[train_label[i]]
@@ -113,6 +118,34 @@ def test_cifar100_sym_matches_reference():
     y = np.random.default_rng(4).integers(0, 100, 1500)
     assert make_noisy_labels(y, "sym", 0.8, seed=5, dataset="cifar100").tolist() == \
         dividemix_reference(y.tolist(), 0.8, "sym", 5, dataset="cifar100")
+
+
+def test_sym_any_class_count_matches_reference():
+    y = np.random.default_rng(6).integers(0, 7, 1200)
+    for dataset, n_classes in ((None, None), ("cifar10", 7)):  # from the labels, or given
+        assert make_noisy_labels(y, "sym", 0.6, seed=9, dataset=dataset, n_classes=n_classes).tolist() == \
+            dividemix_reference(y.tolist(), 0.6, "sym", 9, dataset=7)
+
+
+def test_flip_map_matches_reference():
+    flips = {0: 3, 3: 0, 5: 6}
+    y = np.random.default_rng(7).integers(0, 7, 1500)
+    full = {c: flips.get(c, c) for c in range(7)}          # DivideMix's transition lists every class
+    ours = make_noisy_labels(y, "asym", 0.4, seed=2, dataset=None, flip_map=flips)
+    assert ours.tolist() == dividemix_reference(y.tolist(), 0.4, "asym", 2, transition=full)
+    assert set(zip(y[ours != y].tolist(), ours[ours != y].tolist())) == set(flips.items())
+
+
+def test_mode_options_that_do_not_apply():
+    y = np.arange(20) % 4
+    with pytest.raises(InputError, match="flip map"):
+        make_noisy_labels(y, "asym", 0.2, 0, dataset=None)
+    with pytest.raises(InputError, match="--flip-map"):
+        make_noisy_labels(y, "sym", 0.2, 0, dataset=None, flip_map={1: 2})
+    with pytest.raises(InputError, match="features"):
+        make_noisy_labels(y, "instance", 0.2, 0, dataset=None)
+    with pytest.raises(InputError, match="1-based"):
+        make_noisy_labels(y + 1, "sym", 0.2, 0, dataset=None)
 
 
 def test_exclude_true_never_keeps_true_class():
@@ -182,7 +215,7 @@ def test_cli_builds_folder(src, tmp_path):
     assert json.loads((out / "noise_file.json").read_text()) == labels.tolist()
     meta = json.loads((out / "noise.json").read_text())
     assert meta["mode"] == "sym" and meta["rate"] == 0.5 and meta["seed"] == 3
-    assert meta["dataset"] == "cifar10"
+    assert meta["dataset"] is None and meta["n_classes"] == 10 and meta["n_classes_from"] == "correctlabels.npy"
     assert meta["measured_noise_rate"] == pytest.approx(float((labels != correct).mean()))
     assert len(meta["confusion"]) == 10
     for name in ("trainfeatures.npy", "correctlabels.npy", "testfeatures.npy", "testlabels.npy"):
@@ -191,7 +224,7 @@ def test_cli_builds_folder(src, tmp_path):
             assert Path(os.readlink(out / name)).is_absolute()
     # Rerunning over the same output replaces it (links included) without touching the source.
     before = {p.name: p.read_bytes() for p in src.iterdir()}
-    proc = run_script("--features-dir", src, "--mode", "asym", "--rate", 0.4, "--out", out)
+    proc = run_script("--features-dir", src, "--mode", "asym", "--rate", 0.4, "--dataset", "cifar10", "--out", out)
     assert proc.returncode == 0, proc.stderr
     assert {p.name: p.read_bytes() for p in src.iterdir()} == before
 
@@ -266,5 +299,108 @@ def test_cli_help():
     proc = run_script("--help")
     assert proc.returncode == 0
     for flag in ("--features-dir", "--mode", "--rate", "--seed", "--out", "--dataset", "--exclude-true",
-                 "--cifar-n", "--noise-type", "--from-noise-file"):
+                 "--cifar-n", "--noise-type", "--from-noise-file", "--flip-map", "instance"):
         assert flag in proc.stdout
+
+
+# --- any labels through the CLI ------------------------------------------------------------------
+
+def _folder(tmp_path, labels, d=5, name="any"):
+    folder = tmp_path / name
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    np.save(folder / "trainfeatures.npy", rng.standard_normal((len(labels), d)).astype(np.float32))
+    np.save(folder / "correctlabels.npy", np.asarray(labels))
+    return folder
+
+
+def test_cli_any_class_count(tmp_path):
+    """20 classes without --dataset: C from the labels, sym by DivideMix's rule at C = 20."""
+    y = np.random.default_rng(2).integers(0, 20, 700)
+    src, out = _folder(tmp_path, y), tmp_path / "out"
+    proc = run_script("--features-dir", src, "--mode", "sym", "--rate", 0.5, "--seed", 4, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "20 classes (correctlabels.npy)" in proc.stdout and "measured noise" in proc.stdout
+    labels = np.load(out / "trainlabels.npy")
+    assert labels.tolist() == dividemix_reference(y.tolist(), 0.5, "sym", 4, dataset=20)
+    meta = json.loads((out / "noise.json").read_text())
+    assert meta["n_classes"] == 20 and len(meta["confusion"]) == 20
+
+
+@pytest.mark.parametrize("name,text", [("flips.json", '{"1": 2, "2": 1}'), ("flips.csv", "from,to\n1,2\n2,1\n")])
+def test_cli_flip_map(tmp_path, name, text):
+    y = np.random.default_rng(3).integers(0, 4, 500)
+    src, out = _folder(tmp_path, y), tmp_path / "out"
+    (tmp_path / name).write_text(text)
+    proc = run_script("--features-dir", src, "--mode", "asym", "--rate", 0.6, "--seed", 1,
+                      "--flip-map", tmp_path / name, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    expected = make_noisy_labels(y, "asym", 0.6, 1, dataset=None, flip_map={1: 2, 2: 1})
+    assert np.load(out / "trainlabels.npy").tolist() == expected.tolist()
+    meta = json.loads((out / "noise.json").read_text())
+    assert meta["flip_map"] == {"1": 2, "2": 1} and meta["flip_map_file"].endswith(name)
+    assert meta["measured_noise_rate"] == pytest.approx(float((expected != y).mean()))
+
+
+def test_cli_instance(tmp_path):
+    from dmlp.idn import instance_noise
+    y = np.random.default_rng(4).integers(0, 6, 800)
+    src, out = _folder(tmp_path, y, d=7), tmp_path / "out"
+    proc = run_script("--features-dir", src, "--mode", "instance", "--rate", 0.3, "--seed", 8, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    labels = np.load(out / "trainlabels.npy")
+    assert labels.tolist() == instance_noise(y, np.load(src / "trainfeatures.npy"), 0.3, 8).tolist()
+    meta = json.loads((out / "noise.json").read_text())
+    assert meta["mode"] == "instance" and meta["seed"] == 8 and meta["rate_std"] == 0.1
+    assert meta["measured_noise_rate"] == pytest.approx(float((labels != y).mean()))
+    assert f"measured noise {100 * meta['measured_noise_rate']:.2f}%" in proc.stdout
+
+
+@pytest.mark.parametrize("labels,args,needles", [
+    (np.arange(300) % 10 + 1, [], ["correctlabels.npy", "label 0 never occurs", "1-based", "subtract 1"]),
+    (np.arange(300) % 10 + 1, ["--dataset", "cifar10"], ["label 10 out of range for 10 classes", "1-based"]),
+    (np.arange(300) % 20, ["--dataset", "cifar100"], ["has 20 classes", "leave out --dataset"]),
+    (np.arange(300) % 20, ["--dataset", "cifar10"], ["label 19 out of range for 10 classes"]),
+])
+def test_cli_class_count_messages(tmp_path, labels, args, needles):
+    src = _folder(tmp_path, labels)
+    assert_cli_error(run_script("--features-dir", src, "--mode", "sym", "--rate", 0.2, "--out", tmp_path / "o",
+                                *args), *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_testlabels_must_fit_the_class_count(tmp_path):
+    src = _folder(tmp_path, np.arange(300) % 5)
+    np.save(src / "testfeatures.npy", np.zeros((10, 5), np.float32))
+    np.save(src / "testlabels.npy", np.arange(10))
+    assert_cli_error(run_script("--features-dir", src, "--mode", "sym", "--rate", 0.2, "--out", tmp_path / "o"),
+                     "testlabels.npy", "label 9 out of range for 5 classes", "correctlabels.npy")
+
+
+@pytest.mark.parametrize("args,needles", [
+    (["--mode", "asym", "--rate", "0.4"], ["--mode asym needs --flip-map"]),
+    (["--mode", "sym", "--rate", "0.4", "--flip-map", "x.json"], ["--flip-map", "asym only"]),
+    (["--mode", "instance", "--rate", "0.4", "--exclude-true"], ["--exclude-true"]),
+    (["--mode", "instance", "--rate", "0.4", "--seed", "-3"], ["--seed -3"]),
+    (["--mode", "asym", "--rate", "0.4", "--flip-map", "missing.json"], ["--flip-map", "not found"]),
+])
+def test_cli_mode_errors(tmp_path, args, needles):
+    src = _folder(tmp_path, np.arange(300) % 5)
+    assert_cli_error(run_script("--features-dir", src, "--out", tmp_path / "o", *args), *needles)
+
+
+def test_cli_flip_map_errors_name_the_file(tmp_path):
+    src = _folder(tmp_path, np.arange(300) % 5)
+    for text, needle in (('{"1": 7}', "class 7 out of range for 5 classes"), ("1,2\n1,3\n", "mapped twice"),
+                         ("", "empty")):
+        (tmp_path / "map.txt").write_text(text)
+        assert_cli_error(run_script("--features-dir", src, "--mode", "asym", "--rate", 0.4, "--flip-map",
+                                    tmp_path / "map.txt", "--out", tmp_path / "o"), "--flip-map", needle)
+
+
+@pytest.mark.parametrize("name", ["correctlabels.npy", "trainfeatures.npy"])
+def test_cli_empty_npy(tmp_path, name):
+    src = _folder(tmp_path, np.arange(300) % 5)
+    (src / name).write_bytes(b"")
+    assert_cli_error(run_script("--features-dir", src, "--mode", "sym", "--rate", 0.2, "--out", tmp_path / "o"),
+                     name, "the file is empty (0 bytes)")
