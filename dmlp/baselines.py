@@ -39,6 +39,7 @@ import torch
 from .errors import InputError
 from .graph import exact_knn_search, knn_weights, normalised_affinity, propagate
 from .ridge import ridge_solve
+from .validation import check_labels, check_meta_indices
 from .transition import estimate_transition, given_label_posterior
 
 __all__ = [
@@ -93,27 +94,18 @@ def _as_float32(X) -> np.ndarray:
 
 
 def _check_inputs(X, labels, meta_idx, meta_labels, n_classes):
+    """The baselines' inputs, checked by the package's validators (:mod:`dmlp.validation`)."""
     X = _as_float32(X)
     n = X.shape[0]
-    labels = np.asarray(labels).astype(np.int64).reshape(-1)
-    if labels.shape[0] != n:
-        raise InputError(f"labels has {labels.shape[0]} rows but features have {n}")
     if n_classes < 2:
-        raise InputError(f"n_classes must be >= 2, got {n_classes}")
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise InputError(f"labels must lie in 0..{n_classes - 1}")
-    meta_idx = np.asarray(meta_idx if meta_idx is not None else [], dtype=np.int64).reshape(-1)
-    meta_labels = np.asarray(meta_labels if meta_labels is not None else [], dtype=np.int64).reshape(-1)
-    if meta_idx.shape != meta_labels.shape:
-        raise InputError(f"meta_idx has {meta_idx.size} entries but meta_labels has {meta_labels.size}")
+        raise InputError("must be >= 2", argument="n_classes", value=n_classes)
+    labels = check_labels(labels, "labels", n_classes, n_rows=n, rows_of="features")
+    meta_idx = np.zeros(0, np.int64) if meta_idx is None or len(meta_idx) == 0 else np.asarray(meta_idx)
     if meta_idx.size:
-        if meta_idx.min() < 0 or meta_idx.max() >= n:
-            raise InputError(f"meta_idx must index rows 0..{n - 1}")
-        if np.unique(meta_idx).size != meta_idx.size:
-            raise InputError("meta_idx contains duplicate rows")
-        if meta_labels.min() < 0 or meta_labels.max() >= n_classes:
-            raise InputError(f"meta_labels must lie in 0..{n_classes - 1}")
-    return X, labels, meta_idx, meta_labels
+        check_meta_indices(meta_idx, n, "meta_idx")        # in the caller's order, paired with meta_labels
+    meta_labels = check_labels(np.zeros(0, np.int64) if meta_labels is None else meta_labels, "meta_labels",
+                               n_classes, n_rows=meta_idx.size, rows_of="meta_idx")
+    return X, labels, meta_idx.astype(np.int64), meta_labels
 
 
 def _clamp_meta(pred: np.ndarray, meta_idx: np.ndarray, meta_labels: np.ndarray) -> np.ndarray:

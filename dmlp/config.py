@@ -58,6 +58,9 @@ class RunSettings:
     seed: int = key(0, "seed", "seed of every random choice of the run")
     n_classes: int = key(0, "n_classes", "class count; 0 = infer from the labels (max label + 1)")
     checkpoint_every: int = key(10, "checkpoint_every", "epochs between resumable checkpoints in OUT (0 = never)")
+    checkpoint_seconds: float = key(60.0, "checkpoint_seconds", "and at least this many seconds of the run "
+                                    "since the last one: a run shorter than a minute writes none, a long "
+                                    "run spends a bounded share of its time writing them")
     resident_limit_gb: float = key(4.0, "resident_limit_gb", "features up to this size (as float32) are held "
                                    "in RAM; larger ones stream batch by batch from the memory map")
     feature_scaling: str = key("rms", "feature_scaling", "units removed before the method sees the features: "
@@ -135,7 +138,9 @@ class GraphParams:
 @dataclass(frozen=True)
 class TransitionParams:
     """The noise-transition matrix T[true, given]: smoothing of its counts, EM steps."""
-    smoothing: float = key(0.5, "transition_smoothing", "pseudo-count added to each cell of T's counts")
+    smoothing: float = key(0.5, "transition_smoothing", "unit of the pseudo-counts (per class of a row) that "
+                           "shrink each row of T's counts toward the pooled noise model; their number is "
+                           "chosen by marginal likelihood (dmlp.transition.prior_strength; 0 = counts alone)")
     em_steps: int = key(5, "transition_em_steps", "EM steps re-estimating T from all rows' posteriors (final "
                         "decision; > 0 also re-counts T at each EMA exchange; Dawid & Skene 1979)")
 
@@ -149,6 +154,9 @@ class DecisionParams:
                                "(out-of-fold evidence to calibrate on)")
     heldout_fraction: float = key(0.05, "heldout_fraction", "a cross-fitted classifier on the posterior as one "
                                   "more expert, for this fraction of the loop's epochs (0 = none)")
+    audit: bool = key(False, "audit", "check the changed labels against a ridge estimator cross-fitted on the "
+                      "given labels, and keep the given labels where it finds the purified ones no better "
+                      "(dmlp/audit.py; --meta auto turns it on)")
 
 
 _GROUPS = {"run": RunSettings, "meta": MetaParams, "ipc": IPCParams, "eac": EACParams, "exchange": ExchangeParams,
@@ -235,8 +243,10 @@ def _coerce(values: dict, source: str) -> dict:
     out = {}
     for key, value in values.items():
         if key not in KEYS:
-            valid = ", ".join(sorted(KEYS))
-            raise InputError(f"{source}: unknown config key '{key}' (valid keys: {valid})")
+            import difflib
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise InputError(f"{source}: unknown config key '{key}' ({hint}valid keys: {', '.join(sorted(KEYS))})")
         expected = type(_DEFAULTS[key])
         try:
             if expected is tuple:

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import InputError
+from .validation import check_meta_indices, check_meta_labels  # noqa: F401  (re-exported)
 from .seeds import rng
 
 
@@ -24,79 +25,6 @@ class MetaSelection:
     indices: np.ndarray               # rows of the training set used as meta (empty if separate)
     noisy_labels: Optional[np.ndarray]  # given labels of those rows (None if not training rows)
     source: str
-
-
-def check_meta_indices(indices, n_rows: int, argument: str = "meta_index") -> np.ndarray:
-    """Validate meta row indices (1-D, non-empty, distinct, in ``0..n_rows-1``) as sorted int64.
-
-    Parameters
-    ----------
-    indices : array_like of int, shape (M,)
-    n_rows : int
-        Rows of the training set.
-    argument : str
-        Names the indices in the error (the command line shows its flag and file instead).
-
-    Raises
-    ------
-    InputError
-        With ``argument``, naming the problem.
-    """
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or idx.size == 0:
-        raise InputError(f"expected a non-empty 1-D array of row indices, got shape {idx.shape}", argument=argument)
-    if idx.dtype.kind not in "iu":
-        raise InputError(f"row indices must be integers, got {idx.dtype}", argument=argument)
-    if idx.min() < 0 or idx.max() >= n_rows:
-        raise InputError(f"row index {int(idx.min() if idx.min() < 0 else idx.max())} "
-                         f"out of range for {n_rows} training rows", argument=argument)
-    if len(np.unique(idx)) != len(idx):
-        raise InputError("contains duplicate row indices", argument=argument)
-    return np.sort(idx.astype(np.int64))
-
-
-def check_meta_labels(labels, n_classes: int, argument: str, *, n_classes_from: Optional[str] = None,
-                      **value) -> np.ndarray:
-    """Check that a meta set has at least C rows and one row of every class.
-
-    Parameters
-    ----------
-    labels : array_like of int, shape (M,)
-        The meta set's clean labels, already checked to lie in ``0..n_classes-1``.
-    n_classes : int
-    argument : str
-        Names the meta set's source in the error (a file, an argument); ``value=`` adds the
-        argument's value, as :class:`InputError` takes it.
-    n_classes_from : str, optional
-        The file whose largest label set ``n_classes`` when the class count was inferred; named
-        in the error, since the mistake is then often a stray label in that file rather than a
-        gap in the meta set.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``labels`` as an array.
-
-    Raises
-    ------
-    InputError
-        Naming the source, the missing classes (at most ten) and the class count.
-    """
-    labels = np.asarray(labels)
-    if len(labels) < n_classes:
-        raise InputError(f"meta set has {len(labels)} rows, fewer than the {n_classes} classes "
-                         "(every class needs a clean example)", argument=argument, **value)
-    missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        why = ("every class needs a clean example: add clean rows of those classes with --meta-index, "
-               "or give them as metafeatures.npy/metalabels.npy")
-        if n_classes_from is not None:
-            why += (f"; the class count {n_classes} is inferred from the largest label, {n_classes - 1}, in "
-                    f"{n_classes_from}: if that label is a mistake, correct it")
-        raise InputError(f"meta set has no row of class {shown} "
-                         f"({len(missing)} of {n_classes} classes missing; {why})", argument=argument, **value)
-    return labels
 
 
 def draw_meta_indices(true_labels: np.ndarray, size: int, seed: int, *, argument: str = "meta_size") -> np.ndarray:
@@ -166,7 +94,8 @@ def _proportional(total: int, room: np.ndarray) -> np.ndarray:
 
 
 def auto_meta_config(config):
-    """The config for a run whose meta set is :func:`auto_meta_indices`' choice: no held-out expert.
+    """The config for a run whose meta set is :func:`auto_meta_indices`' choice: no held-out
+    expert, and the changed labels audited against the given ones (:mod:`dmlp.audit`).
 
     The final decision fits each expert's exponent on the meta rows.  Rows chosen because a
     classifier agrees with their given label are the easy rows on which every classifier is
@@ -180,9 +109,11 @@ def auto_meta_config(config):
     Returns
     -------
     dmlp.Config
-        ``config`` with ``heldout_fraction = 0``.
+        ``config`` with ``heldout_fraction = 0`` and ``audit = true``: with no clean
+        label to measure against, the run checks its changes on held-out given labels and keeps
+        the given labels where the check finds the purified ones no better.
     """
-    return config.replace(heldout_fraction=0.0)
+    return config.replace(heldout_fraction=0.0, audit=True)
 
 
 def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: int, seed: int,

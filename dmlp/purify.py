@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from .audit import audit_changes
 from .batches import FeatureStore, make_partition
 from .config import Config, load_config
 from .decision import BayesDecision
@@ -161,8 +162,18 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         if cfg.decision.rule == "bayes":
             posterior = _bayes_decision(run, initial_transition, cfg, compute, progress)(soft)
             soft = torch.as_tensor(posterior.q)
+        audit = None
+        if cfg.decision.audit:
+            given = run.given.cpu().numpy()
+            audit = audit_changes(run.store, given, soft.argmax(1).cpu().numpy(), inputs.n_classes,
+                                  ridge=cfg.ipc.ridge, seed=cfg.run.seed)
+
     timings["total"] = time.perf_counter() - start
-    return _result(run, state, inputs, soft, posterior, scaling, compute, timings)
+    result = _result(run, state, inputs, soft, posterior, scaling, compute, timings,
+                     keep_given=audit is not None and not audit.purified_better)
+    if audit is not None:
+        result.notes["label_audit"] = audit.to_dict()
+    return result
 
 
 def _check_inputs(features, noisy_labels, meta_features, meta_labels, n_classes, meta_noisy_labels) -> _Inputs:
@@ -246,14 +257,19 @@ def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torc
 
 
 def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, posterior, scaling,
-            compute: torch.dtype, timings: Timings) -> PurifyResult:
-    """Back to the caller's row order, checked finite."""
+            compute: torch.dtype, timings: Timings, keep_given: bool = False) -> PurifyResult:
+    """Back to the caller's row order, checked finite.  ``keep_given``: the labels stay as given
+    (soft labels one-hot on them), the label quality stays the purifier's estimate."""
     N = len(inputs.noisy_labels)
     inverse = np.empty(N, dtype=np.int64)
     inverse[run.store.order] = np.arange(N)
     soft_np = np.asarray(soft.float().cpu().numpy(), dtype=np.float64)[inverse]
     soft_np /= soft_np.sum(1, keepdims=True)
     check_finite(soft_np, "the final decision (soft labels)")
+    quality = soft_np[np.arange(N), inputs.noisy_labels].astype(np.float32)
+    if keep_given:
+        soft_np = np.zeros_like(soft_np)
+        soft_np[np.arange(N), inputs.noisy_labels] = 1.0
     purified = soft_np.argmax(1).astype(np.int64)
     if posterior is not None:
         T = posterior.transition
@@ -262,7 +278,7 @@ def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, po
     eac = run.eac
     return PurifyResult(
         labels=purified, soft_labels=soft_np.astype(np.float32),
-        label_quality=soft_np[np.arange(N), inputs.noisy_labels].astype(np.float32),
+        label_quality=quality,
         n_changed=int((purified != inputs.noisy_labels).sum()), history=state.history, timings=dict(timings),
         eac_weight=None if eac is None else eac.weight.detach().cpu().numpy(),
         eac_bias=None if eac is None else eac.bias.detach().cpu().numpy(),

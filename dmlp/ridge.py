@@ -28,7 +28,11 @@ def factor_gram(X: torch.Tensor, ridge: float, max_tries: int = 8):
     ill-conditioned for the factorisation, lambda is raised tenfold (and logged) until it
     succeeds.  Returns ``(L, lam)`` with ``L`` lower-triangular.
     """
-    gram = X.T @ X
+    return factor_gram_matrix(X.T @ X, ridge, max_tries)
+
+
+def factor_gram_matrix(gram: torch.Tensor, ridge: float, max_tries: int = 8):
+    """:func:`factor_gram` from the Gram matrix ``X'X`` itself (accumulated batch by batch)."""
     d = gram.shape[0]
     scale = float(torch.diagonal(gram).sum()) / d
     if not math.isfinite(scale) or scale <= 0:

@@ -55,10 +55,10 @@ def build_parser(prog: str = "dmlp purify") -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/<data folder name> in the current folder, "
                         "runs/<data folder>_<config> with --config; the demo: runs/cifar10_sym20)")
+    p.add_argument("--meta-size", type=int, default=None,
+                   help="draw this many clean meta rows (class-stratified, seeded) from the training set, labelled "
+                        "by correctlabels.npy (default 1000, as the authors); with --meta auto: pick this many")
     meta = p.add_mutually_exclusive_group()
-    meta.add_argument("--meta-size", type=int, default=None,
-                      help="draw this many clean meta rows (seeded) from the training set, labelled by "
-                           "correctlabels.npy (default 1000, as the authors)")
     meta.add_argument("--meta-index", default=None,
                       help=".npy of training-row indices to use as the clean meta set")
     meta.add_argument("--meta", choices=["auto"], default=None,
@@ -267,6 +267,8 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     # --- validate every input before anything is created or written -----------------------
     cfg, data_dir, default_out = _resolve_inputs(args)
     epochs_from = "--epochs" if args.epochs is not None else f"config {cfg.name}: epochs"
+    if args.meta_index is not None and args.meta_size is not None:
+        raise InputError("--meta-size: not with --meta-index (the index file fixes the meta set)")
     for flag, value in ((epochs_from, cfg.run.epochs), ("--meta-size", args.meta_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be positive, got {value}")
@@ -309,9 +311,13 @@ def _run(args, prepared: PreparedRun, out: Path, fingerprint: str, checkpoint, t
     cfg, data, meta, rows = prepared.config, prepared.data, prepared.meta, prepared.rows
     N, C = data.train_features.shape[0], data.n_classes
 
+    last = [time.perf_counter()]
+
     def on_epoch_end(epoch, state):
-        if cfg.run.checkpoint_every and (epoch + 1) % cfg.run.checkpoint_every == 0 and epoch + 1 < cfg.run.epochs:
+        due = cfg.run.checkpoint_every and (epoch + 1) % cfg.run.checkpoint_every == 0 and epoch + 1 < cfg.run.epochs
+        if due and time.perf_counter() - last[0] >= cfg.run.checkpoint_seconds:
             io.save_torch(out / CHECKPOINT, {**state(), "fingerprint": fingerprint})
+            last[0] = time.perf_counter()
 
     phase(f"purifying {len(rows)} rows ({C} classes, config {cfg.name}, {cfg.run.epochs} epochs, "
           f"device {prepared.device})")
@@ -391,6 +397,13 @@ def _print_summary(s, out):
     else:
         lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
                      "(no ground truth for these rows: nothing to measure against)")
+    audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
+    if audit is not None:
+        verdict = ("better: the purified labels are kept" if audit["purified_better"] else
+                   "no better: the given labels are kept")
+        lines.append(f"  check without ground truth: a classifier fitted on the purified labels agrees with held-out "
+                     f"given labels on {100 * audit['support_purified']:.2f} % of rows, one fitted on the given labels "
+                     f"on {100 * audit['support_given']:.2f} %: {verdict}")
     if "test_accuracy" in s:
         lines.append(f"  EAC classifier test accuracy {100 * s['test_accuracy']:.2f} %")
     written = [name for name in OUTPUT_FILES if (Path(out) / name).exists()]

@@ -20,6 +20,7 @@ STREAMS = {
     "auto_meta": 7,        # --meta auto: the halves of its cross-fitted scores
     "graph_index": 8,      # the kNN search's inverted-file centroids (and faiss's training sample)
     "eac_init": 9,         # EAC's initial weights
+    "audit_halves": 10,    # rows -> the two halves of the audit's held-out estimator
 }
 
 

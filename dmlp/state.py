@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .ipc import meta_folds, meta_view_weights
-from .numerics import PROB_FLOOR, RowAdam
+from .numerics import CHUNK_ROWS, PROB_FLOOR, RowAdam
 from .transition import TransitionModel
 
 
@@ -71,8 +71,7 @@ def label_distribution(labels: torch.Tensor) -> torch.Tensor:
     """
     P = labels.clamp_min(0)
     total = P.sum(-1, keepdim=True)
-    uniform = torch.full_like(P, 1.0 / P.shape[-1])
-    return torch.where(total > 0, P / total.clamp_min(PROB_FLOOR), uniform)
+    return torch.where(total > 0, P / total.clamp_min(PROB_FLOOR), 1.0 / P.shape[-1])
 
 
 @dataclass
@@ -112,16 +111,23 @@ class LabelState:
         return self.labels.view(self.labels.shape[0], -1)
 
     def distribution(self) -> torch.Tensor:
-        """(N, C): the views' label distributions, averaged."""
-        return label_distribution(self.labels).mean(1)
+        """(N, C): the views' label distributions, averaged (row block by row block: the
+        temporaries stay ``CHUNK_ROWS x V x C`` however many rows and classes)."""
+        N, _, C = self.labels.shape
+        out = torch.empty(N, C, dtype=self.labels.dtype, device=self.labels.device)
+        for s in range(0, N, CHUNK_ROWS):
+            out[s:s + CHUNK_ROWS] = label_distribution(self.labels[s:s + CHUNK_ROWS]).mean(1)
+        return out
 
     def record(self, meta_loss: float, truth: Optional[torch.Tensor] = None) -> dict:
         """Close an epoch: append its record (label accuracy when ``truth`` is given)."""
         self.epochs_done += 1
         record = {"epoch": self.epochs_done, "meta_loss": meta_loss}
         if truth is not None:
-            current = self.distribution().argmax(-1)
-            record["label_accuracy"] = float((current == truth).float().mean())
+            right = sum(int((label_distribution(self.labels[s:s + CHUNK_ROWS]).mean(1).argmax(-1)
+                             == truth[s:s + CHUNK_ROWS]).sum())
+                        for s in range(0, len(truth), CHUNK_ROWS))
+            record["label_accuracy"] = right / len(truth)
         self.history.append(record)
         return record
 

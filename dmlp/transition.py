@@ -38,21 +38,85 @@ def transition_counts(true: np.ndarray, given: np.ndarray, n_classes: int) -> np
     return counts
 
 
+#: Candidate prior strengths, in units of ``smoothing * C`` pseudo-counts per row, among which
+#: :func:`prior_strength` picks by marginal likelihood: from a touch (noise toward particular
+#: classes) to the pooled model outright (symmetric noise).
+STRENGTH_GRID = np.logspace(-2, 4, 13)
+
+
+def pooled_transition(counts) -> tuple:
+    """The pooled noise model of the counts: ``(1 - rho, rho / (C - 1))`` with ``rho`` the
+    off-diagonal share of all counts, ``(off + 1/2) / (total + 1)``."""
+    C = counts.shape[0]
+    total = float(counts.sum())
+    diagonal = float(counts.trace()) if hasattr(counts, "trace") else float(np.trace(counts))
+    rho = (total - diagonal + 0.5) / (total + 1.0)
+    return 1.0 - rho, rho / max(C - 1, 1)
+
+
+def prior_strength(counts: np.ndarray, smoothing: float) -> float:
+    """Pseudo-counts per row that the counts themselves support (empirical Bayes).
+
+    Each row's counts are modelled as Dirichlet-multinomial around the pooled model ``T0``
+    with concentration ``kappa``; ``kappa`` maximises their marginal likelihood over
+    ``smoothing * C * STRENGTH_GRID`` (Minka, 2000, "Estimating a Dirichlet distribution").  Rows that follow the pooled model
+    (symmetric noise) earn a large ``kappa``, rows that deviate from it (noise toward
+    particular classes) a small one, so the shrinkage is as strong as the data allow.
+
+    Parameters
+    ----------
+    counts : np.ndarray of shape (C, C), float64
+    smoothing : float
+        The grid's unit, per class of a row.
+
+    Returns
+    -------
+    float
+    """
+    from scipy.special import gammaln
+    C = counts.shape[0]
+    same, other = pooled_transition(counts)
+    T0 = np.full((C, C), other)
+    np.fill_diagonal(T0, same)
+    n = counts.sum(1)
+    best, best_ll = None, -np.inf
+    for kappa in float(smoothing) * C * STRENGTH_GRID:
+        a = kappa * T0
+        ll = float((gammaln(kappa) - gammaln(n + kappa)).sum() + (gammaln(counts + a) - gammaln(a)).sum())
+        if ll > best_ll:
+            best, best_ll = kappa, ll
+    return best
+
+
 def normalise_counts(counts, smoothing: float):
-    """``T = (counts + smoothing)`` with each row scaled to sum to 1.
+    """Rows of T from (soft) counts, each shrunk toward the pooled noise model, row-normalised.
+
+    Every row gets ``kappa`` pseudo-counts spread as the pooled model ``T0`` (:func:`pooled_transition`:
+    ``1 - rho`` on the diagonal, ``rho / (C - 1)`` elsewhere), ``kappa`` chosen by
+    :func:`prior_strength`.  A class with few counts borrows the
+    noise rate of the others instead of being flattened toward uniform: a flat pseudo-count per
+    cell would give each row ``C`` times the pseudo-counts, which at a thousand classes buries a
+    row's few meta counts and makes the given label count for nothing.
 
     Parameters
     ----------
     counts : np.ndarray or torch.Tensor of shape (C, C)
         (Soft) counts of (true, given) pairs.
     smoothing : float
-        Added to every cell: keeps each row a distribution when its class has no row.
+        Unit of the prior strength, per class of a row (0: the counts alone).
 
     Returns
     -------
     Same type as ``counts``, shape (C, C)
     """
-    T = counts + smoothing
+    if not smoothing:
+        return counts / counts.sum(1)[:, None]
+    C = counts.shape[0]
+    as_numpy = counts.detach().double().cpu().numpy() if isinstance(counts, torch.Tensor) else np.asarray(counts)
+    strength = prior_strength(as_numpy, smoothing)
+    same, other = pooled_transition(as_numpy)
+    eye = torch.eye(C, dtype=counts.dtype, device=counts.device) if isinstance(counts, torch.Tensor) else np.eye(C)
+    T = counts + strength * other + strength * (same - other) * eye
     return T / T.sum(1)[:, None]
 
 
@@ -83,7 +147,8 @@ def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray],
 def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: float = 0.5,
                                counts: Optional[np.ndarray] = None) -> np.ndarray:
     """T from soft counts: ``T[c, g]`` proportional to the sum of ``p(c | x_i)`` over the rows
-    whose given label is g, plus ``counts`` and ``smoothing`` (the M-step of Dawid & Skene).
+    whose given label is g, plus ``counts``, shrunk by :func:`normalise_counts` (the M-step of
+    Dawid & Skene).
 
     Parameters
     ----------
@@ -99,12 +164,9 @@ def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: f
     np.ndarray of shape (C, C), float64
     """
     C = prob.shape[1]
-    T = np.full((C, C), float(smoothing))
-    if counts is not None:
-        T += counts
-    for g in range(C):
-        T[:, g] += prob[given == g].sum(0)
-    return normalise_counts(T, 0.0)
+    T = np.zeros((C, C)) if counts is None else np.array(counts, dtype=np.float64)
+    np.add.at(T.T, np.asarray(given), prob)          # T[:, g] += p(. | x_i) for the rows given g
+    return normalise_counts(T, smoothing)
 
 
 def given_label_posterior(prob: np.ndarray, transition: np.ndarray, given: np.ndarray) -> np.ndarray:

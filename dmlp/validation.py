@@ -147,3 +147,76 @@ def infer_n_classes(labels: np.ndarray, name: str) -> int:
     if n_classes < 2:
         raise InputError(f"{name}: need at least 2 classes, all labels are {int(labels.max())}")
     return n_classes
+
+
+def check_meta_indices(indices, n_rows: int, argument: str = "meta_index") -> np.ndarray:
+    """Validate meta row indices (1-D, non-empty, distinct, in ``0..n_rows-1``) as sorted int64.
+
+    Parameters
+    ----------
+    indices : array_like of int, shape (M,)
+    n_rows : int
+        Rows of the training set.
+    argument : str
+        Names the indices in the error (the command line shows its flag and file instead).
+
+    Raises
+    ------
+    InputError
+        With ``argument``, naming the problem.
+    """
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or idx.size == 0:
+        raise InputError(f"expected a non-empty 1-D array of row indices, got shape {idx.shape}", argument=argument)
+    if idx.dtype.kind not in "iu":
+        raise InputError(f"row indices must be integers, got {idx.dtype}", argument=argument)
+    if idx.min() < 0 or idx.max() >= n_rows:
+        raise InputError(f"row index {int(idx.min() if idx.min() < 0 else idx.max())} "
+                         f"out of range for {n_rows} training rows", argument=argument)
+    if len(np.unique(idx)) != len(idx):
+        raise InputError("contains duplicate row indices", argument=argument)
+    return np.sort(idx.astype(np.int64))
+
+
+def check_meta_labels(labels, n_classes: int, argument: str, *, n_classes_from: Optional[str] = None,
+                      **value) -> np.ndarray:
+    """Check that a meta set has at least C rows and one row of every class.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (M,)
+        The meta set's clean labels, already checked to lie in ``0..n_classes-1``.
+    n_classes : int
+    argument : str
+        Names the meta set's source in the error (a file, an argument); ``value=`` adds the
+        argument's value, as :class:`InputError` takes it.
+    n_classes_from : str, optional
+        The file whose largest label set ``n_classes`` when the class count was inferred; named
+        in the error, since the mistake is then often a stray label in that file rather than a
+        gap in the meta set.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``labels`` as an array.
+
+    Raises
+    ------
+    InputError
+        Naming the source, the missing classes (at most ten) and the class count.
+    """
+    labels = np.asarray(labels)
+    if len(labels) < n_classes:
+        raise InputError(f"meta set has {len(labels)} rows, fewer than the {n_classes} classes "
+                         "(every class needs a clean example)", argument=argument, **value)
+    missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        why = ("every class needs a clean example: add clean rows of those classes with --meta-index, "
+               "or give them as metafeatures.npy/metalabels.npy")
+        if n_classes_from is not None:
+            why += (f"; the class count {n_classes} is inferred from the largest label, {n_classes - 1}, in "
+                    f"{n_classes_from}: if that label is a mistake, correct it")
+        raise InputError(f"meta set has no row of class {shown} "
+                         f"({len(missing)} of {n_classes} classes missing; {why})", argument=argument, **value)
+    return labels

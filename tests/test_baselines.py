@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dmlp import baselines as B
+from dmlp.transition import prior_strength
 
 
 def _sym_noise(true_labels, rate, seed, n_classes):
@@ -128,8 +129,12 @@ def test_transition_matrix_hand_example():
     true = np.array([0, 0, 0, 1, 1, 2])
     given = np.array([0, 0, 1, 1, 2, 2])
     T = B.transition_matrix(true, given, 3, smoothing=0.5)
-    # counts + 0.5: row0 [2.5, 1.5, 0.5]/4.5; row1 [0.5, 1.5, 1.5]/3.5; row2 [0.5, 0.5, 1.5]/2.5
-    expected = np.array([[2.5, 1.5, 0.5], [0.5, 1.5, 1.5], [0.5, 0.5, 1.5]])
+    # pooled off-diagonal share rho = (2 + 1/2) / (6 + 1); each row gets kappa pseudo-counts:
+    # kappa (1 - rho) on the diagonal, kappa rho / 2 on each other cell
+    counts = np.array([[2.0, 1, 0], [0, 1, 1], [0, 0, 1]])
+    rho, kappa = 2.5 / 7, prior_strength(counts, 0.5)           # kappa: by marginal likelihood
+    prior = np.full((3, 3), kappa * rho / 2) + np.eye(3) * (kappa * (1 - rho) - kappa * rho / 2)
+    expected = counts + prior
     expected /= expected.sum(1, keepdims=True)
     np.testing.assert_allclose(T, expected)
     np.testing.assert_allclose(B.transition_matrix(true, given, 3, smoothing=0.0)[0], [2 / 3, 1 / 3, 0])

@@ -317,7 +317,7 @@ CASES = [
     ("--meta-index of floats", _meta_index_float, "--meta-index idx.npy: row indices must be integers"),
     ("--meta-index file missing", _meta_index_missing_file, "--meta-index nope.npy: file not found"),
     ("config key that does not exist", _bad_config_key,
-     "bad.toml: unknown config key 'label_lrr' (valid keys: auto_meta_fraction, balance_rows"),
+     "bad.toml: unknown config key 'label_lrr' (did you mean 'label_lr'? valid keys: audit, auto_meta_fraction"),
     ("config value of the wrong type", _bad_config_value, "bad.toml: config key 'batch_size' must be int"),
     ("config file that is not TOML", _bad_toml, "bad.toml: invalid TOML"),
     ("config name that does not exist", _unknown_config, "config 'cifar10_sym21' not found"),

@@ -149,4 +149,4 @@ def test_meta_auto_runs_without_the_held_out_expert():
     from dmlp.meta import auto_meta_config
     cfg = load_config("default")
     assert cfg.decision.heldout_fraction > 0
-    assert auto_meta_config(cfg) == cfg.replace(heldout_fraction=0.0)
+    assert auto_meta_config(cfg) == cfg.replace(heldout_fraction=0.0, audit=True)

@@ -16,8 +16,12 @@ def test_transition_counts_meta_rows_with_smoothing():
     true = np.array([0, 0, 0, 1, 1, 2])
     given = np.array([0, 0, 1, 1, 1, 0])
     T = estimate_transition(true, given, 3, smoothing=0.5)
-    # row 0: counts (2, 1, 0) + 0.5 each -> (2.5, 1.5, 0.5) / 4.5
-    np.testing.assert_allclose(T[0], np.array([2.5, 1.5, 0.5]) / 4.5)
+    # counts [[2,1,0],[0,2,0],[1,0,0]]: off-diagonal share rho = (2 + 1/2) / (6 + 1); row 0 gets kappa
+    # pseudo-counts (by marginal likelihood), kappa (1 - rho) on its diagonal, kappa rho / 2 elsewhere
+    from dmlp.transition import prior_strength
+    rho, kappa = 2.5 / 7, prior_strength(np.array([[2.0, 1, 0], [0, 2, 0], [1, 0, 0]]), 0.5)
+    row = np.array([2.0, 1.0, 0.0]) + np.array([kappa * (1 - rho), kappa * rho / 2, kappa * rho / 2])
+    np.testing.assert_allclose(T[0], row / row.sum())
     np.testing.assert_allclose(T.sum(1), 1.0)
     assert estimate_transition(true, None, 3) is None          # no given labels: estimated later
 

@@ -24,6 +24,7 @@ RESUME_CONFIG = '''inherit = "cifar10_sym20"
 name = "resume_test"
 epochs = 6
 checkpoint_every = 1
+checkpoint_seconds = 0
 relabel_every = 2
 '''
 

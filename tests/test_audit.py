@@ -1,0 +1,79 @@
+"""The check of a run's labels without ground truth (dmlp.audit), and T's shrinkage at many classes."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dmlp.audit import audit_changes, cross_fitted_ridge_scores
+from dmlp.batches import FeatureStore, make_partition
+from dmlp.transition import normalise_counts
+
+
+def _store(X):
+    order, batches = make_partition(len(X), 500, 0)
+    return FeatureStore(torch.as_tensor(X), order, batches, torch.device("cpu"), 4.0), order
+
+
+def _mixture(C=10, n=2000, d=16, noise=0.4, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, C, n)
+    X = (rng.normal(size=(C, d))[truth] + rng.normal(size=(n, d))).astype(np.float32)
+    given = np.where(rng.random(n) < noise, rng.integers(0, C, n), truth)
+    return X, truth, given, rng
+
+
+def test_held_out_scores_never_see_the_rows_own_label():
+    X, truth, given, _ = _mixture()
+    store, order = _store(X)
+    a = cross_fitted_ridge_scores(store, given[order], 10, ridge=1e-3, seed=0)
+    flipped = given[order].copy()
+    flipped[0] = (flipped[0] + 1) % 10                     # row 0's own label changes ...
+    b = cross_fitted_ridge_scores(store, flipped, 10, ridge=1e-3, seed=0)
+    np.testing.assert_array_equal(a[0], b[0])              # ... its held-out scores do not
+
+
+def test_audit_tells_truth_from_corruption():
+    X, truth, given, rng = _mixture()
+    store, order = _store(X)
+    good = audit_changes(store, given[order], truth[order], 10, ridge=1e-3, seed=0)
+    assert good.purified_better and good.n_changed == int((truth != given).sum())
+    worse = given.copy()
+    hit = rng.random(len(given)) < 0.3
+    worse[hit] = rng.integers(0, 10, hit.sum())
+    bad = audit_changes(store, given[order], worse[order], 10, ridge=1e-3, seed=0)
+    assert not bad.purified_better
+
+
+def test_shrinkage_keeps_the_given_label_weight_at_many_classes():
+    """Two meta rows of class 0 at 1,000 classes, both given labels right: T[0, 0] stays far above
+    any off-diagonal cell (a flat 0.5 per cell would make the row nearly uniform)."""
+    C = 1000
+    counts = np.zeros((C, C))
+    counts[np.arange(C), np.arange(C)] = 1.6                # 2 rows a class, 20 % noise
+    counts[np.arange(C), (np.arange(C) + 1) % C] = 0.4
+    T = normalise_counts(counts, 0.5)
+    np.testing.assert_allclose(T.sum(1), 1.0)
+    assert T[0, 0] > 0.5 and T[0, 0] / T[0, 500] > 1000
+    Tt = normalise_counts(torch.as_tensor(counts), 0.5)
+    np.testing.assert_allclose(Tt.numpy(), T, rtol=1e-12)
+
+
+def test_an_empty_row_takes_the_pooled_noise_rate():
+    counts = np.diag([80.0, 80.0, 0.0]) + np.array([[0, 20, 0], [20, 0, 0], [0, 0, 0]])
+    T = normalise_counts(counts, 0.5)
+    rho = (40 + 0.5) / (200 + 1)
+    np.testing.assert_allclose(T[2], [rho / 2, rho / 2, 1 - rho])
+
+
+def test_prior_strength_follows_how_well_rows_fit_the_pooled_model():
+    """Symmetric counts earn the strongest shrinkage of the grid; counts that flip to one
+    particular class (asymmetric noise) the weakest."""
+    from dmlp.transition import STRENGTH_GRID, prior_strength
+    C, rng = 20, np.random.default_rng(0)
+    symmetric = np.zeros((C, C))
+    asymmetric = np.zeros((C, C))
+    for c in range(C):
+        symmetric[c] = np.bincount(np.where(rng.random(500) < 0.6, c, rng.integers(0, C, 500)), minlength=C)
+        asymmetric[c] = np.bincount(np.where(rng.random(500) < 0.6, c, (c + 1) % C), minlength=C)
+    assert prior_strength(symmetric, 0.5) >= 0.5 * C * STRENGTH_GRID[-3]
+    assert prior_strength(asymmetric, 0.5) <= 0.5 * C * STRENGTH_GRID[2]

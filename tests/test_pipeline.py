@@ -1,0 +1,105 @@
+"""The library path of a whole data set (:func:`dmlp.purify_dataset`) against the command, the
+class-stratified meta draw, and the package's import graph."""
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from cli_helpers import ROOT, make_data, run_dmlp
+from dmlp import Dataset, load_config, purify_dataset
+from dmlp.errors import InputError
+from dmlp.meta import draw_meta_indices
+
+OUTPUTS = {"purified_labels.npy": "labels", "purified_soft_labels.npy": "soft_labels",
+           "label_quality.npy": "label_quality", "meta_indices.npy": "meta_indices"}
+
+
+@pytest.mark.slow
+def test_purify_dataset_gives_the_commands_outputs(tmp_path):
+    data = make_data(tmp_path / "data")
+    out = tmp_path / "out"
+    proc = run_dmlp("--data", data, "--out", out, "--epochs", "3", "--meta-size", "100", "--quiet",
+                    "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    result = purify_dataset(data, load_config("default", epochs=3), meta_size=100, device="cpu")
+    for name, attr in OUTPUTS.items():
+        np.testing.assert_array_equal(np.load(out / name), getattr(result, attr), err_msg=name)
+    evaluation = result.evaluation()
+    assert evaluation["n_truth_known"] == len(result.labels) - 100
+    assert evaluation["label_accuracy_after"] > evaluation["label_accuracy_before"]
+
+
+def test_arrays_and_folder_give_the_same_labels(tmp_path):
+    data = make_data(tmp_path / "data", n=400)
+    arrays = Dataset.from_arrays(np.load(data / "trainfeatures.npy"), np.load(data / "trainlabels.npy"),
+                                 true_labels=np.load(data / "correctlabels.npy"))
+    cfg = load_config("paper", epochs=2)
+    a = purify_dataset(data, cfg, meta_size=60, device="cpu")
+    b = purify_dataset(arrays, cfg, meta_size=60, device="cpu")
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.meta_indices, b.meta_indices)
+    # full length: the meta rows hold their clean labels, one-hot soft labels, quality 1
+    truth = np.load(data / "correctlabels.npy")
+    np.testing.assert_array_equal(a.labels[a.meta_indices], truth[a.meta_indices])
+    assert np.all(a.label_quality[a.meta_indices] == 1.0)
+    np.testing.assert_allclose(a.soft_labels.sum(1), 1.0, rtol=1e-5)
+
+
+def test_meta_index_names_its_argument_in_the_library(tmp_path):
+    data = make_data(tmp_path / "data", n=200)
+    with pytest.raises(InputError, match=r"^meta_index: row index 200 out of range"):
+        purify_dataset(data, meta_index=[0, 200])
+    with pytest.raises(InputError, match=r"^meta_size=5: meta set has 5 rows, fewer than the 10 classes"):
+        purify_dataset(data, meta_size=5)
+
+
+@pytest.mark.parametrize("n_classes,per_class,size", [(1000, 50, 1000), (200, 20, 1000), (10, 5000, 1000)])
+def test_stratified_draw_covers_every_class(n_classes, per_class, size):
+    truth = np.repeat(np.arange(n_classes), per_class)
+    idx = draw_meta_indices(truth, size, seed=3)
+    counts = np.bincount(truth[idx], minlength=n_classes)
+    assert len(idx) == size == len(np.unique(idx)) and counts.min() >= 1
+    assert counts.max() - counts.min() <= 1                      # balanced classes: equal shares
+    np.testing.assert_array_equal(idx, draw_meta_indices(truth, size, seed=3))
+
+
+def test_stratified_draw_follows_class_sizes_and_skips_unknown_rows():
+    truth = np.r_[np.zeros(900, int), np.ones(90, int), np.full(10, 2), np.full(50, -1)]
+    idx = draw_meta_indices(truth, 100, seed=0)
+    assert np.all(truth[idx] >= 0)
+    np.testing.assert_array_equal(np.bincount(truth[idx]), [88, 10, 2])   # 1 each, 97 by largest remainders
+    with pytest.raises(InputError, match="cannot hold one clean row of each of the 3 classes"):
+        draw_meta_indices(truth, 2, seed=0)
+
+
+def test_many_classes_run_from_the_folder_alone(tmp_path):
+    """200 classes x 20 rows: the default draw of 1,000 meta rows covers every class."""
+    rng = np.random.default_rng(0)
+    C, n, d = 200, 20, 32
+    truth = np.repeat(np.arange(C), n)
+    X = (rng.normal(size=(C, d))[truth] + 0.5 * rng.normal(size=(C * n, d))).astype(np.float32)
+    noisy = np.where(rng.random(C * n) < 0.3, rng.integers(0, C, C * n), truth)
+    data = Dataset.from_arrays(X, noisy, true_labels=truth)
+    result = purify_dataset(data, load_config("default", epochs=2, batch_size=2000), device="cpu")
+    assert len(np.unique(truth[result.meta_indices])) == C
+
+
+def _code_shape():
+    spec = importlib.util.spec_from_file_location("code_shape", ROOT / "scripts" / "code_shape.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_no_import_cycles_in_the_packages():
+    shape = _code_shape()
+    graph = shape.import_graph()
+    assert "dmlp.pipeline" in graph and "benchmarks.quality" in graph
+    assert shape.cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    shape = _code_shape()
+    assert shape.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
