@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import InputError
 from .rows import RowSubset, read_rows  # noqa: F401  (re-exported)
-from .validation import FEATURE_DTYPES, check_features, check_labels  # noqa: F401  (re-exported)
+from .validation import FEATURE_DTYPES, check_features, check_labels, one_based_hint  # noqa: F401  (re-exported)
 
 
 def require_file(path, name: str, kind: str) -> Path:
@@ -185,6 +185,13 @@ def _validated(folder: Path, arrays: dict, n_classes: int, *, check_finite: bool
             a = np.asarray(arr) if arr is not None else np.zeros(0)
             if a.size and a.dtype.kind in "iuf" and np.isfinite(a).all() and int(np.max(a)) + 1 > n_classes:
                 n_classes, n_classes_from = int(np.max(a)) + 1, name
+    if n_classes_from is not None:                      # inferred: 1..C labels would add a class 0
+        seen = [np.asarray(a) for a in (noisy_raw, true_raw) if a is not None]
+        if all(a.size and a.dtype.kind in "iu" and not (a == 0).any() for a in seen):
+            hint = one_based_hint(np.concatenate([a[a >= 0] for a in seen]))
+            if hint:
+                raise InputError(f"trainlabels.npy: no row has label 0{hint} (the class count is read from the "
+                                 "labels as the largest label plus one)")
     noisy = check_labels(noisy_raw, "trainlabels.npy", n_classes, N, "trainfeatures.npy")
     true = None if true_raw is None else check_labels(
         np.asarray(true_raw), "correctlabels.npy", n_classes, N, "trainfeatures.npy", allow_unknown=True)

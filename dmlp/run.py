@@ -298,6 +298,11 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     created = _make_out(out)
     if prepared.warning:
         log.warning("%s", prepared.warning)
+    n_meta, n_rows = len(prepared.meta.indices), data.train_features.shape[0]
+    if n_meta > 0.1 * n_rows:
+        log.warning("the meta set takes %d of the %d training rows (%.0f %%); they keep their clean labels and "
+                    "are not purified: a smaller --meta-size leaves more rows to purify", n_meta, n_rows,
+                    100.0 * n_meta / n_rows)
     try:
         return _run(args, prepared, out, fingerprint, checkpoint, t0, phase)
     except BaseException:

@@ -103,3 +103,19 @@ def test_no_import_cycles_in_the_packages():
 def test_the_cycle_finder_finds_a_cycle():
     shape = _code_shape()
     assert shape.cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_one_based_labels_are_named_as_such():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 10, 300)
+    with pytest.raises(InputError, match=r"look 1-based \(1\.\.10, no 0\): subtract 1"):
+        Dataset.from_arrays(rng.normal(size=(300, 8)).astype(np.float32), y + 1, true_labels=y + 1)
+
+
+def test_a_drawn_meta_set_takes_at_most_a_tenth_of_a_small_set(tmp_path):
+    data = make_data(tmp_path / "data", n=600)               # the config's 1,000 rows would be all of it
+    result = purify_dataset(data, load_config("paper", epochs=1), device="cpu")
+    assert len(result.meta_indices) == 60
+    assert "capped at a 10th of the 600 rows" not in result.prepared.meta.source
+    with pytest.raises(InputError, match=r"^meta_size=5: meta set has 5 rows, fewer than the 10 classes"):
+        purify_dataset(data, auto_meta=True, meta_size=5)

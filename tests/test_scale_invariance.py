@@ -1,6 +1,7 @@
 """The default purifies features in any units alike: the shared CIFAR-10 features multiplied
 by 1e-3 ... 1e3, or shifted by a constant vector, give the accuracy of the features as they
-are (within 0.2 points, all 49,000 purified rows), and every output is finite."""
+are (within 0.2 points), and every output is finite.  On a seeded 12,000-row subsample (the
+property does not depend on N; the whole set is the benchmark's)."""
 from __future__ import annotations
 
 
@@ -19,9 +20,10 @@ SCALES = (1e-3, 0.1, 10.0, 1e3)
 def cifar():
     if not (SHARED / "trainfeatures.npy").exists():
         pytest.skip(f"{SHARED} not available ({HOW})")
-    X = np.load(SHARED / "trainfeatures.npy").astype(np.float32)
-    y = np.load(SHARED / "correctlabels.npy")
-    meta = np.sort(np.random.default_rng(0).choice(len(y), 1000, replace=False))
+    rows = np.sort(np.random.default_rng(1).choice(50_000, 12_000, replace=False))
+    X = np.load(SHARED / "trainfeatures.npy")[rows].astype(np.float32)
+    y = np.load(SHARED / "correctlabels.npy")[rows]
+    meta = np.sort(np.random.default_rng(0).choice(len(y), 500, replace=False))
     return X, y, meta, np.setdiff1d(np.arange(len(y)), meta)
 
 

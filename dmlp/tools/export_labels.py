@@ -50,6 +50,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+#: Rows of the CIFAR-10/100 training set, which DivideMix and C2D index their noise file by.
+CIFAR_TRAIN_ROWS = 50_000
+
+
 def main(argv=None):
     args = parse_args(argv)
     formats = expand_formats(args.format)
@@ -76,6 +80,10 @@ def main(argv=None):
         print(f"wrote {path} ({labels.shape[0]} labels{extra})")
         print(f"  train {TRAINERS[fmt][0]} on it: "
               f"{trainer_command(fmt, args.data_path, args.r, args.noise_mode, dataset)}")
+    if labels.shape[0] != CIFAR_TRAIN_ROWS:
+        print(f"warning: {labels.shape[0]} labels, but DivideMix and C2D read the noise file as the labels of the "
+              f"{CIFAR_TRAIN_ROWS} CIFAR training images in their order: the commands above train on it only "
+              "if these are the purified labels of the whole CIFAR training set", file=sys.stderr)
     if "dividemix" in formats and args.noise_mode not in ("sym", "asym"):
         print(f"note: DivideMix's warm-up handles --noise_mode sym or asym only; with "
               f"{args.noise_mode!r} it stops at its first batch", file=sys.stderr)
