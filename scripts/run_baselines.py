@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Baselines-only label-accuracy table: a thin wrapper over ``benchmarks/quality.py``.
 
-Superseded by the benchmark; kept so that old commands still work.  Equivalent to::
+The baselines part of the quality benchmark alone.  Equivalent to::
 
     python benchmarks/quality.py --skip-dmlp --no-probe --out-dir runs/baselines [ARGS]
 
