@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram_matrix
+from .ridge import SMALL_SET_RIDGE, ridge_from_moments
 from .seeds import rng
 
 
@@ -36,14 +36,15 @@ class LabelAudit:
 
 
 def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridge: float, seed: int) -> np.ndarray:
-    """Held-out ridge scores of every row: fitted on the other half's labels, one pass over the rows.
+    """Held-out ridge scores of every row: fitted on the other half's labels, two passes over the rows.
 
     Parameters
     ----------
     store : dmlp.batches.FeatureStore
         The rows' features, batch order (read twice, batch by batch: memory ``d x d`` per half).
-    labels : np.ndarray of int, shape (N,)
-        The labels to fit (one-hot targets), batch order.
+    labels : np.ndarray of int, shape (N,) or (k, N)
+        The labels to fit (one-hot targets), batch order; ``k`` label vectors share the passes
+        and the factorisations.
     n_classes : int
     ridge : float
         Relative ridge (at least :data:`dmlp.ridge.SMALL_SET_RIDGE`).
@@ -52,34 +53,33 @@ def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridg
 
     Returns
     -------
-    np.ndarray of shape (N, C), float32
+    np.ndarray of shape (N, C), or (k, N, C) for ``k`` label vectors, float32
         Row i's scores from the estimator fitted on the half that does not hold i.
     """
-    N = len(labels)
+    labels = np.asarray(labels)
+    stacked = np.atleast_2d(labels)
+    k, N = stacked.shape
     half = torch.as_tensor(rng(seed, "audit_halves").permutation(N) % 2)
-    Y = torch.as_tensor(labels)
+    # label vector j's one-hot targets in columns j * C ... (j + 1) * C - 1
+    columns = torch.as_tensor(stacked + n_classes * np.arange(k)[:, None])
     d = store.features.shape[1]
     grams = torch.zeros(2, d, d, dtype=torch.float64)
-    moments = torch.zeros(2, d, n_classes, dtype=torch.float64)
-    for k in range(len(store)):
-        X, rows = store.float_batch(k).double().cpu(), store.batches[k]
+    moments = torch.zeros(2, d, k * n_classes, dtype=torch.float64)
+    for b in range(len(store)):
+        X, rows = store.float_batch(b).double().cpu(), store.batches[b]
         for h in (0, 1):
             mine = half[rows] == h
             grams[h] += X[mine].T @ X[mine]
-            moments[h].index_add_(1, Y[rows][mine], X[mine].T)
-    W = [closed_form_from(grams[h], moments[h], ridge) for h in (0, 1)]
-    scores = np.empty((N, n_classes), dtype=np.float32)
-    for k in range(len(store)):
-        X, rows = store.float_batch(k).double().cpu(), store.batches[k]
+            for j in range(k):
+                moments[h].index_add_(1, columns[j, rows][mine], X[mine].T)
+    W = [ridge_from_moments(grams[h], moments[h], ridge, floor=SMALL_SET_RIDGE) for h in (0, 1)]
+    scores = np.empty((N, k * n_classes), dtype=np.float32)
+    for b in range(len(store)):
+        X, rows = store.float_batch(b).double().cpu(), store.batches[b]
         other = (1 - half[rows]).bool()[:, None]          # judged by the estimator of the other half
         scores[rows] = torch.where(other, X @ W[1], X @ W[0]).float().numpy()
-    return scores
-
-
-def closed_form_from(gram: torch.Tensor, moment: torch.Tensor, ridge: float) -> torch.Tensor:
-    """``(X'X + lambda I)^-1 X'Y`` from ``X'X`` and ``X'Y`` (relative ridge, small-set floor)."""
-    L, _ = factor_gram_matrix(gram, max(float(ridge), SMALL_SET_RIDGE))
-    return torch.cholesky_solve(moment, L)
+    scores = scores.reshape(N, k, n_classes).transpose(1, 0, 2)
+    return scores[0] if labels.ndim == 1 else scores
 
 
 def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int, *, ridge: float,
@@ -113,8 +113,6 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
     changed = int((purified != given).sum())
     if changed == 0:
         return LabelAudit(0, 0.0, 0.0, True)
-    agree = {}
-    for name, labels in (("purified", purified), ("given", given)):
-        scores = cross_fitted_ridge_scores(store, labels, n_classes, ridge=ridge, seed=seed)
-        agree[name] = float((scores.argmax(1) == given).mean())
-    return LabelAudit(changed, agree["purified"], agree["given"], agree["purified"] >= agree["given"])
+    scores = cross_fitted_ridge_scores(store, np.stack([purified, given]), n_classes, ridge=ridge, seed=seed)
+    for_purified, for_given = (float((s.argmax(1) == given).mean()) for s in scores)
+    return LabelAudit(changed, for_purified, for_given, for_purified >= for_given)

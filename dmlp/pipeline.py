@@ -144,9 +144,8 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
     elif auto:
         from .scaling import fit_feature_scaling
         size = meta_size or max(config.run.n_classes or C, int(round(config.meta.auto_fraction * N)))
-        if size < C:
-            raise InputError(f"meta set has {size} rows, fewer than the {C} classes (every class needs a "
-                             f"trusted example: a meta size of at least {C})", argument="meta_size", value=size)
+        _require_a_row_a_class(size, C, "trusted example: a meta size of at least {C}",
+                               argument="meta_size", value=size)
         everything = RowSubset(data.train_features, np.arange(N))
         scaling = fit_feature_scaling(everything, method=config.run.feature_scaling, name="trainfeatures.npy")
         idx = auto_meta_indices(everything, data.noisy_labels, C, size, config.run.seed, ridge=config.ipc.ridge,
@@ -186,10 +185,8 @@ def _draw(data: Dataset, config: Config, meta_size: Optional[int]):
         f", capped at a {SMALL_SET_META_SHARE}th of the {N} rows"
     naming = ({"argument": "meta_size", "value": size} if meta_size is not None
               else {"argument": f"meta_size = {size} (config {config.name}{capped})"})
-    if size < C:
-        raise InputError(f"meta set has {size} rows, fewer than the {C} classes (every class needs a clean "
-                         f"example: a meta size of at least {C}, --meta-index, or metafeatures.npy/metalabels.npy)",
-                         **naming)
+    _require_a_row_a_class(size, C, "clean example: a meta size of at least {C}, --meta-index, or "
+                                    "metafeatures.npy/metalabels.npy", **naming)
     if not 0 < size < N:
         raise InputError(f"must be between {C} and {N - 1} (rows of trainfeatures.npy)", **naming)
     n_known = int((data.true_labels >= 0).sum())
@@ -201,6 +198,13 @@ def _draw(data: Dataset, config: Config, meta_size: Optional[int]):
     source = f"{len(idx)} rows drawn with seed {config.run.seed}" + (
         "" if n_known == N else f" from the {n_known} rows whose true label is known")
     return idx, naming, source
+
+
+def _require_a_row_a_class(size: int, n_classes: int, way_out: str, **naming) -> None:
+    """Refuse a meta size below the class count; ``way_out`` (``{C}``: the class count) ends the message."""
+    if size < n_classes:
+        raise InputError(f"meta set has {size} rows, fewer than the {n_classes} classes (every class needs a "
+                         f"{way_out.format(C=n_classes)})", **naming)
 
 
 def _meta_rows(features, idx) -> np.ndarray:

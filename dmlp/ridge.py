@@ -82,5 +82,10 @@ def ridge_solve(X: torch.Tensor, Y: torch.Tensor, ridge: float, *, floor: float 
     InputError
         ``X`` all zero, or ``X'X`` singular whatever the ridge.
     """
-    L, _ = factor_gram(X, max(float(ridge), float(floor)))
-    return closed_form(X, Y.to(X.dtype), L)
+    return ridge_from_moments(X.T @ X, X.T @ Y.to(X.dtype), ridge, floor=floor)
+
+
+def ridge_from_moments(gram: torch.Tensor, moment: torch.Tensor, ridge: float, *, floor: float = 0.0) -> torch.Tensor:
+    """:func:`ridge_solve` from ``X'X`` (d, d) and ``X'Y`` (d, k), e.g. accumulated batch by batch."""
+    L, _ = factor_gram_matrix(gram, max(float(ridge), float(floor)))
+    return torch.cholesky_solve(moment, L)

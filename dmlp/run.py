@@ -25,7 +25,7 @@ from .cli import ArgumentParser
 from .config import config_names, load_config
 from .data import load_dataset, load_npy
 from .errors import InputError
-from .pipeline import PreparedRun, prepare_dataset_run, run_prepared
+from .pipeline import SMALL_SET_META_SHARE, PreparedRun, prepare_dataset_run, run_prepared
 
 REPO_ROOT = Path(__file__).resolve().parent.parent   # the source checkout, when there is one
 DEMO_CONFIG = "cifar10_sym20"                        # what runs with neither --data nor --config
@@ -277,13 +277,13 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     _check_out_path(out)
     phase(f"reading and checking {data_dir}")
     data = load_dataset(data_dir, 0, progress=not args.quiet)
-    meta_index = None
+    meta_index, index_name = None, f"--meta-index {Path(args.meta_index or '').name}"
     if args.meta_index is not None:
-        meta_index = load_npy(args.meta_index, what=f"--meta-index {Path(args.meta_index).name}", mmap=False)
+        meta_index = load_npy(args.meta_index, what=index_name, mmap=False)
     try:
         prepared = prepare_dataset_run(data, cfg, meta_index=meta_index, meta_size=args.meta_size,
                                        auto_meta=args.meta == "auto", device=args.device, progress=not args.quiet,
-                                       meta_index_name=f"--meta-index {Path(args.meta_index or '').name}")
+                                       meta_index_name=index_name)
     except InputError as exc:                            # the library names its arguments, we our flags
         raise exc.for_flags(FLAGS) from None
     from .device import native_bf16_cpu          # torch: only once the data are known good
@@ -299,7 +299,7 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     if prepared.warning:
         log.warning("%s", prepared.warning)
     n_meta, n_rows = len(prepared.meta.indices), data.train_features.shape[0]
-    if n_meta > 0.1 * n_rows:
+    if n_meta * SMALL_SET_META_SHARE > n_rows:
         log.warning("the meta set takes %d of the %d training rows (%.0f %%); they keep their clean labels and "
                     "are not purified: a smaller --meta-size leaves more rows to purify", n_meta, n_rows,
                     100.0 * n_meta / n_rows)
@@ -316,13 +316,14 @@ def _run(args, prepared: PreparedRun, out: Path, fingerprint: str, checkpoint, t
     cfg, data, meta, rows = prepared.config, prepared.data, prepared.meta, prepared.rows
     N, C = data.train_features.shape[0], data.n_classes
 
-    last = [time.perf_counter()]
+    last = time.perf_counter()                           # of the last checkpoint (or the start)
 
     def on_epoch_end(epoch, state):
+        nonlocal last
         due = cfg.run.checkpoint_every and (epoch + 1) % cfg.run.checkpoint_every == 0 and epoch + 1 < cfg.run.epochs
-        if due and time.perf_counter() - last[0] >= cfg.run.checkpoint_seconds:
+        if due and time.perf_counter() - last >= cfg.run.checkpoint_seconds:
             io.save_torch(out / CHECKPOINT, {**state(), "fingerprint": fingerprint})
-            last[0] = time.perf_counter()
+            last = time.perf_counter()
 
     phase(f"purifying {len(rows)} rows ({C} classes, config {cfg.name}, {cfg.run.epochs} epochs, "
           f"device {prepared.device})")

@@ -115,18 +115,22 @@ class LabelState:
         temporaries stay ``CHUNK_ROWS x V x C`` however many rows and classes)."""
         N, _, C = self.labels.shape
         out = torch.empty(N, C, dtype=self.labels.dtype, device=self.labels.device)
-        for s in range(0, N, CHUNK_ROWS):
-            out[s:s + CHUNK_ROWS] = label_distribution(self.labels[s:s + CHUNK_ROWS]).mean(1)
+        for rows, block in self._distribution_blocks():
+            out[rows] = block
         return out
+
+    def _distribution_blocks(self):
+        """``(rows, the views' averaged distribution of those rows)`` for blocks of ``CHUNK_ROWS`` rows."""
+        for s in range(0, self.labels.shape[0], CHUNK_ROWS):
+            rows = slice(s, s + CHUNK_ROWS)
+            yield rows, label_distribution(self.labels[rows]).mean(1)
 
     def record(self, meta_loss: float, truth: Optional[torch.Tensor] = None) -> dict:
         """Close an epoch: append its record (label accuracy when ``truth`` is given)."""
         self.epochs_done += 1
         record = {"epoch": self.epochs_done, "meta_loss": meta_loss}
         if truth is not None:
-            right = sum(int((label_distribution(self.labels[s:s + CHUNK_ROWS]).mean(1).argmax(-1)
-                             == truth[s:s + CHUNK_ROWS]).sum())
-                        for s in range(0, len(truth), CHUNK_ROWS))
+            right = sum(int((block.argmax(-1) == truth[rows]).sum()) for rows, block in self._distribution_blocks())
             record["label_accuracy"] = right / len(truth)
         self.history.append(record)
         return record

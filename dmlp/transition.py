@@ -49,7 +49,7 @@ def pooled_transition(counts) -> tuple:
     off-diagonal share of all counts, ``(off + 1/2) / (total + 1)``."""
     C = counts.shape[0]
     total = float(counts.sum())
-    diagonal = float(counts.trace()) if hasattr(counts, "trace") else float(np.trace(counts))
+    diagonal = float(counts.trace())                 # numpy arrays and torch tensors alike
     rho = (total - diagonal + 0.5) / (total + 1.0)
     return 1.0 - rho, rho / max(C - 1, 1)
 
