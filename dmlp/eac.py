@@ -130,10 +130,13 @@ class AuxiliaryClassifier:
             loss = -(target_cm * logp).sum() / b
             G = None
         elif transition is not None:
-            T_t = transition[:, targets].transpose(0, 1)             # V x C x b: T[c, target]
-            q = (p * T_t).sum(1, keepdim=True).clamp_min(PROB_FLOOR)      # p(given | x), V x 1 x b
+            # -log q, q = sum_c p_c T[c, given]: d/dz = (p - p T[:, given] / q) / b, the
+            # softmax's Jacobian applied in closed form (no C x b gradient w.r.t. p)
+            pT = transition[:, targets].transpose(0, 1).mul_(p)      # V x C x b: p_c T[c, given]
+            q = pT.sum(1, keepdim=True).clamp_min(PROB_FLOOR)        # p(given | x), V x 1 x b
             loss = -q.log().sum() / b
-            G = T_t.div_(q).mul_(-1.0 / b)                           # d loss / d p
+            fitted = pT.div_(q.mul(b))                               # the posterior, over b
+            G = None
         else:
             loss = -logp.gather(1, targets.unsqueeze(1)).sum() / b
             G = None
@@ -147,6 +150,8 @@ class AuxiliaryClassifier:
         elif transition is None:
             dz += p / b
             dz.scatter_add_(1, targets.unsqueeze(1), torch.full((self.V, 1, b), -1.0 / b, dtype=z.dtype, device=z.device))
+        else:
+            dz.add_(p, alpha=1.0 / b).sub_(fitted)
         if params.confidence_penalty:
             entropy = -(p * logp).sum(1, keepdim=True)              # V x 1 x b
             loss = loss - params.confidence_penalty * entropy.sum() / b

@@ -11,6 +11,7 @@ sparse product ``O(N k C)``.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,18 +80,18 @@ def normalised_affinity(neighbours: np.ndarray, weights: np.ndarray) -> sp.csr_m
     return W
 
 
-def propagate(S: sp.spmatrix, seeds: np.ndarray, alpha: float, steps: int,
-              read_out: bool = True) -> np.ndarray:
+def propagate(S, seeds, alpha: float, steps: int, read_out: bool = True):
     """Label propagation ``F <- alpha S F + (1 - alpha) Y0`` from ``F = Y0 = seeds``.
 
     Linear in the seeds: several seedings propagate at once as column blocks of ``seeds``.
+    Each step is one sparse-dense product of torch (threaded, and on the seeds' device).
 
     Parameters
     ----------
-    S : scipy.sparse matrix of shape (N, N)
-        The affinity (:func:`normalised_affinity`).
-    seeds : np.ndarray of shape (N, C)
-        ``Y0``; its dtype is kept.
+    S : scipy.sparse matrix or torch sparse CSR tensor of shape (N, N)
+        The affinity (:func:`normalised_affinity`, :func:`sparse_tensor`).
+    seeds : np.ndarray or torch.Tensor of shape (N, C)
+        ``Y0``; its type, dtype and device are kept.
     alpha : float
         Weight of the neighbours against the seeds, in [0, 1).
     steps : int
@@ -101,12 +102,38 @@ def propagate(S: sp.spmatrix, seeds: np.ndarray, alpha: float, steps: int,
 
     Returns
     -------
-    np.ndarray of shape (N, C)
+    np.ndarray or torch.Tensor of shape (N, C), as ``seeds``
     """
-    F = seeds.copy()
+    Y = torch.as_tensor(seeds)
+    A = sparse_tensor(S, Y.dtype, Y.device)
+    F, out = Y.clone(), torch.empty_like(Y)
     for _ in range(steps):
-        F = alpha * (S @ F) + (1 - alpha) * seeds
-    return S @ F if read_out else F
+        torch.addmm(Y, A, F, beta=1 - alpha, alpha=alpha, out=out)
+        F, out = out, F
+    if read_out:
+        F = torch.mm(A, F, out=out)
+    return F.numpy() if isinstance(seeds, np.ndarray) else F
+
+
+def sparse_tensor(S, dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:
+    """``S`` as a torch sparse CSR tensor of ``dtype`` on ``device`` (kept if it is one already).
+
+    Parameters
+    ----------
+    S : scipy.sparse matrix or torch sparse CSR tensor of shape (N, N)
+
+    Returns
+    -------
+    torch.Tensor, sparse CSR layout
+    """
+    if isinstance(S, torch.Tensor):
+        return S.to(device=device, dtype=dtype)
+    S = S.tocsr()
+    with warnings.catch_warnings():          # "sparse CSR support is in beta": the product is not
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(S.indptr.astype(np.int64)),
+                                       torch.from_numpy(S.indices.astype(np.int64)),
+                                       torch.from_numpy(S.data).to(dtype), size=S.shape).to(device)
 
 
 def knn_graph(features: torch.Tensor, k: int, power: float = 3.0, seed: int = 0,

@@ -51,18 +51,31 @@ def fits_in_ram(n_rows: int, n_cols: int, limit_gb: float, copies: int = 1,
 
 def safe_log(P: np.ndarray) -> np.ndarray:
     """``log(max(P, PROB_FLOOR))`` element-wise, for arrays of probabilities of any shape."""
-    return np.log(np.clip(P, PROB_FLOOR, None))
+    return _threaded(P).clamp_min(PROB_FLOOR).log_().numpy()
 
 
 def normalise_rows(P: np.ndarray) -> np.ndarray:
     """Rows of ``P`` (rows, C) floored at ``PROB_FLOOR`` and scaled to sum to 1."""
-    P = np.clip(P, PROB_FLOOR, None)
-    return P / P.sum(1, keepdims=True)
+    Q = _threaded(P).clamp_min(PROB_FLOOR)
+    return Q.div_(Q.sum(1, keepdim=True)).numpy()
 
 
 def stable_exp_rows(z: np.ndarray) -> np.ndarray:
     """Row-normalised ``exp(z)`` of log-scores ``z`` (rows, C), shifted by the row maximum."""
-    return normalise_rows(np.exp(z - z.max(1, keepdims=True)))
+    t = _threaded(z)
+    e = (t - t.amax(1, keepdim=True)).exp_().clamp_min_(PROB_FLOOR)
+    return e.div_(e.sum(1, keepdim=True)).numpy()
+
+
+def _threaded(a) -> torch.Tensor:
+    """A NumPy array as a CPU tensor sharing its memory (a copy only if its strides need one):
+    torch's element-wise kernels use every thread, NumPy's one."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f":
+        a = a.astype(np.float64)
+    if not (a.flags.c_contiguous or a.flags.f_contiguous) or not a.flags.writeable:
+        a = np.ascontiguousarray(a) if a.flags.writeable else a.copy()
+    return torch.from_numpy(a)
 
 
 def softmax_rows(logits: torch.Tensor, dim: int = -1):
@@ -152,9 +165,9 @@ class RowAdam:
         m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
         v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
         t = self.steps[rows].add_(1)
-        m_hat = m / (1 - b1 ** t)
-        v_hat = v / (1 - b2 ** t)
-        p.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
+        # p -= lr * m_hat / (sqrt(v_hat) + eps), bias corrections per row, one temporary
+        step = v.sqrt().mul_((1 - b2 ** t).rsqrt()).add_(1e-8).reciprocal_().mul_(m)
+        p.sub_(step.mul_(self.lr / (1 - b1 ** t)))
 
     def state_dict(self) -> dict:
         """The moments and step counts (tensors shared with the optimiser, not copies)."""

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from .errors import check_finite
 from .graph import propagate
@@ -240,8 +241,10 @@ def _meta_posterior(eac_meta_oof: np.ndarray, transition, meta_given) -> np.ndar
 
 def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
     """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C)."""
-    z = sum(w * t for w, t in zip(weights, terms)) + weights[-1] * safe_log(transition[:, given].T)
-    return stable_exp_rows(z)
+    z = torch.from_numpy(safe_log(transition).T[given]).mul_(float(weights[-1]))     # N x C, log T[c, given]
+    for w, t in zip(weights, terms):                  # in place: no N x C temporary per term
+        z.add_(torch.from_numpy(np.asarray(t, dtype=np.float64)), alpha=float(w))
+    return stable_exp_rows(z.numpy())
 
 
 @dataclass

@@ -376,6 +376,15 @@ def _noise_estimate(result) -> dict:
             "estimated_noise_rate": float(1.0 - np.mean(result.label_quality, dtype=np.float64))}
 
 
+def _flatten(values):
+    """The non-list items of nested lists and tuples, in order."""
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            yield from _flatten(value)
+        else:
+            yield value
+
+
 def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
     """Raise :class:`NonFiniteError` naming the first key of ``summary`` holding NaN or inf."""
     from .errors import NonFiniteError
@@ -383,8 +392,13 @@ def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
         for key, value in summary.items():
             _check_finite_summary(value, f"{where}: {key}")
     elif isinstance(summary, (list, tuple)):
-        for value in summary:
-            _check_finite_summary(value, where)
+        numbers = [v for v in _flatten(summary) if isinstance(v, float)]
+        if numbers and not np.isfinite(numbers).all():     # one vectorised check: T has C^2 cells
+            bad = next(v for v in numbers if not np.isfinite(v))
+            raise NonFiniteError(f"{where} would hold a non-finite value ({bad}); nothing written")
+        for value in _flatten(summary):
+            if isinstance(value, dict):
+                _check_finite_summary(value, where)
     elif isinstance(summary, float) and not np.isfinite(summary):
         raise NonFiniteError(f"{where} would hold a non-finite value ({summary}); nothing written")
 

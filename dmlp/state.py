@@ -74,6 +74,23 @@ def label_distribution(labels: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, P / total.clamp_min(PROB_FLOOR), 1.0 / P.shape[-1])
 
 
+def label_argmax(labels: torch.Tensor) -> torch.Tensor:
+    """``label_distribution(labels).mean(1).argmax(-1)`` in two passes over ``labels`` (N, V, C).
+
+    A view whose labels are all <= 0 is uniform, the same for every class, so it cannot move
+    the argmax and is left out of the sum.
+    """
+    P = labels.clamp_min(0)
+    total = P.sum(-1)
+    scale = torch.where(total > 0, 1.0 / total.clamp_min(PROB_FLOOR), 0.0)
+    return torch.einsum("nvc,nv->nc", P, scale).argmax(-1)
+
+
+def _row_blocks(n: int):
+    """Slices of ``CHUNK_ROWS`` rows covering ``0..n-1`` (bounded temporaries)."""
+    return (slice(s, s + CHUNK_ROWS) for s in range(0, n, CHUNK_ROWS))
+
+
 @dataclass
 class LabelState:
     """What the loop learns: the labels of every view and what moves them.
@@ -121,8 +138,7 @@ class LabelState:
 
     def _distribution_blocks(self):
         """``(rows, the views' averaged distribution of those rows)`` for blocks of ``CHUNK_ROWS`` rows."""
-        for s in range(0, self.labels.shape[0], CHUNK_ROWS):
-            rows = slice(s, s + CHUNK_ROWS)
+        for rows in _row_blocks(len(self.labels)):
             yield rows, label_distribution(self.labels[rows]).mean(1)
 
     def record(self, meta_loss: float, truth: Optional[torch.Tensor] = None) -> dict:
@@ -130,7 +146,8 @@ class LabelState:
         self.epochs_done += 1
         record = {"epoch": self.epochs_done, "meta_loss": meta_loss}
         if truth is not None:
-            right = sum(int((block.argmax(-1) == truth[rows]).sum()) for rows, block in self._distribution_blocks())
+            right = sum(int((label_argmax(self.labels[rows]) == truth[rows]).sum())
+                        for rows in _row_blocks(len(self.labels)))
             record["label_accuracy"] = right / len(truth)
         self.history.append(record)
         return record

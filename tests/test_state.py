@@ -9,7 +9,7 @@ import torch
 from dmlp.batches import FeatureStore, make_partition
 from dmlp.config import Config
 from dmlp.ipc import FactoredIPC, WhitenedIPC, WholeTensorIPC, make_ipc
-from dmlp.state import LabelState, MetaSet
+from dmlp.state import LabelState, MetaSet, label_argmax, label_distribution
 from dmlp.transition import TransitionModel
 
 N, C, V, D, M = 120, 4, 2, 6, 20
@@ -91,3 +91,12 @@ def test_meta_set_folds_follow_cross_fitting():
         assert torch.all((meta.view_weights[v] > 0) == torch.as_tensor(meta.fold == v))
     single = MetaSet.build(meta.features, meta.clean_labels, None, C, 1, True, 0)
     assert not single.cross_fitted and (single.fold == 0).all()
+
+
+def test_label_argmax_is_the_argmax_of_the_averaged_distribution():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.rand(2000, 3, 11, generator=g) - 0.3        # mostly several positive entries a view
+    labels[::5, 0] = -1.0                                      # a view that is uniform
+    labels[::7] = -1.0                                         # every view uniform: class 0 both ways
+    expected = label_distribution(labels).mean(1).argmax(-1)
+    assert torch.equal(label_argmax(labels), expected)
