@@ -17,6 +17,7 @@ docs/deviations.md (section B) gives each stage's measured effect.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -103,7 +104,8 @@ class BayesDecision:
         if refit:
             stage("EAC refit")
             self.refit_eac(posterior, eac, graph)
-            eac = self.eac_evidence(ipc_soft)
+            graph = None if graph is None else dataclasses.replace(graph, per_view=None)   # the refit's only
+            eac = self.eac_evidence(ipc_soft, keep_views=False)
             bar.update(); stage("posterior after the refit")
             posterior = self.posterior(eac, graph)
             bar.update()
@@ -122,8 +124,9 @@ class BayesDecision:
         bar.close()
         return posterior
 
-    def eac_evidence(self, ipc_soft: torch.Tensor) -> EACEvidence:
-        """Stage 1 (without EAC: IPC's labels, and a uniform distribution on the meta rows)."""
+    def eac_evidence(self, ipc_soft: torch.Tensor, keep_views: bool = True) -> EACEvidence:
+        """Stage 1 (without EAC: IPC's labels, and a uniform distribution on the meta rows);
+        ``keep_views``: keep each view's probabilities (the refit's targets need them)."""
         M = len(self.meta.clean_labels)
         if self.eac is None:
             C = ipc_soft.shape[1]
@@ -137,7 +140,7 @@ class BayesDecision:
             seen[self.meta.fold, np.arange(M)] = 0.0
         log_meta = (safe_log(meta_views) * seen[..., None]).sum(0) / seen.sum(0)[:, None]
         meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
-        return EACEvidence(train, meta / meta.sum(1, keepdims=True), per_view.cpu().numpy())
+        return EACEvidence(train, meta / meta.sum(1, keepdims=True), per_view.cpu().numpy() if keep_views else None)
 
     def affinity(self):
         """The normalised kNN graph of the training and meta rows (:func:`dmlp.graph.knn_graph`)."""
@@ -199,9 +202,11 @@ def refit_targets(posterior: Posterior, eac: EACEvidence, graph: Optional[GraphE
     per_view = graph.per_view if graph is not None else None
     if not cross_fitted or (graph is not None and per_view is None):
         return posterior.q
-    return np.stack([posterior.apply([safe_log(eac.per_view[v])] + ([per_view[v]] if per_view is not None else []),
+    targets = np.empty(eac.per_view.shape, dtype=np.float32)      # V x N x C
+    for v in range(len(eac.per_view)):
+        targets[v] = posterior.apply([safe_log(eac.per_view[v])] + ([per_view[v]] if per_view is not None else []),
                                      given)
-                     for v in range(len(eac.per_view))])
+    return targets
 
 
 def graph_features(store, meta_features: torch.Tensor, dims: int, dtype: torch.dtype) -> torch.Tensor:

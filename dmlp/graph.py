@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from .errors import InputError
-from .numerics import CHUNK_ROWS, PROB_FLOOR
+from .numerics import CHUNK_ELEMENTS, CHUNK_ROWS, PROB_FLOOR
 from .seeds import rng, torch_seed
 
 #: Floor of a row's degree before ``deg^-1/2`` (rows without edges keep no entries anyway).
@@ -84,7 +84,9 @@ def propagate(S, seeds, alpha: float, steps: int, read_out: bool = True):
     """Label propagation ``F <- alpha S F + (1 - alpha) Y0`` from ``F = Y0 = seeds``.
 
     Linear in the seeds: several seedings propagate at once as column blocks of ``seeds``.
-    Each step is one sparse-dense product of torch (threaded, and on the seeds' device).
+    Each step is one sparse-dense product of torch (threaded, and on the seeds' device); wide
+    seeds go in column groups of at most :data:`dmlp.numerics.CHUNK_ELEMENTS` values, whose
+    columns propagate independently, so the temporaries stay bounded at many classes.
 
     Parameters
     ----------
@@ -104,15 +106,19 @@ def propagate(S, seeds, alpha: float, steps: int, read_out: bool = True):
     -------
     np.ndarray or torch.Tensor of shape (N, C), as ``seeds``
     """
-    Y = torch.as_tensor(seeds)
-    A = sparse_tensor(S, Y.dtype, Y.device)
-    F, out = Y.clone(), torch.empty_like(Y)
-    for _ in range(steps):
-        torch.addmm(Y, A, F, beta=1 - alpha, alpha=alpha, out=out)
-        F, out = out, F
-    if read_out:
-        F = torch.mm(A, F, out=out)
-    return F.numpy() if isinstance(seeds, np.ndarray) else F
+    seeds_t = torch.as_tensor(seeds)
+    A = sparse_tensor(S, seeds_t.dtype, seeds_t.device)
+    n, width = seeds_t.shape
+    group = max(1, CHUNK_ELEMENTS // max(1, n))
+    result = torch.empty_like(seeds_t)
+    for c in range(0, width, group):
+        Y = seeds_t[:, c:c + group].contiguous()
+        F, out = Y.clone(), torch.empty_like(Y)
+        for _ in range(steps):
+            torch.addmm(Y, A, F, beta=1 - alpha, alpha=alpha, out=out)
+            F, out = out, F
+        result[:, c:c + group] = torch.mm(A, F, out=out) if read_out else F
+    return result.numpy() if isinstance(seeds, np.ndarray) else result
 
 
 def sparse_tensor(S, dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:

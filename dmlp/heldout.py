@@ -25,7 +25,7 @@ LEARNING_RATE = 1e-3   # Adam's rate (from zero weights: the softmax regression 
 @dataclass
 class HeldOutEvidence:
     """Class probabilities of :func:`cross_fitted_proba`."""
-    train: np.ndarray      # (N, C) each training row judged by the classifier that did not fit it
+    train: np.ndarray      # (N, C) float32, each training row judged by the classifier that did not fit it
     meta: np.ndarray       # (M, C) meta rows: geometric mean of both classifiers
 
 
@@ -87,4 +87,4 @@ def cross_fitted_proba(store, meta_features: torch.Tensor, targets: np.ndarray, 
                                       torch.softmax(models[0](X), 1))
         log_meta = sum(torch.log_softmax(m(meta_features.float()), 1) for m in models) / 2
         meta = torch.softmax(log_meta, 1)
-    return HeldOutEvidence(train.double().cpu().numpy(), meta.double().cpu().numpy())
+    return HeldOutEvidence(train.cpu().numpy(), meta.double().cpu().numpy())   # train: float32, as computed

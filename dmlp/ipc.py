@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .batches import release_freed_memory
 from .errors import InputError
-from .numerics import balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
+from .numerics import CHUNK_ELEMENTS, balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
 from .seeds import rng
 from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram, ridge_solve
 
@@ -225,23 +225,43 @@ class WhitenedBatches:
             self.pad_index = index.to(dev)
             self.valid = (index < self.n_rows).view(-1).to(dev)
 
-    def gradient(self, labels: torch.Tensor, meta_onehot, meta_weights, params):
-        """``(loss summed over batches, dLoss/dlabels)`` for the whole N x V*C label matrix."""
-        nb, b_max, _ = self.Q.shape
+    def groups(self, n_cols: int):
+        """Consecutive ranges of batches whose meta predictions (``batches x (M + R) x n_cols``)
+        stay below :data:`dmlp.numerics.CHUNK_ELEMENTS`: at many classes the gradient is
+        formed group by group, with the same result."""
+        nb, rows = self.Q.shape[0], self.K.shape[1]
+        per_group = max(1, CHUNK_ELEMENTS // max(1, rows * n_cols))
+        return [range(k, min(k + per_group, nb)) for k in range(0, nb, per_group)]
+
+    def gradient(self, labels: torch.Tensor, meta_onehot, meta_weights, params, group: range = None):
+        """``(loss summed over the batches, dLoss/dlabels of their rows, those rows)``.
+
+        ``labels`` is the whole N x V*C label matrix; ``group`` a range of batches
+        (:meth:`groups`; default all), whose rows are the returned slice of ``labels``.
+        """
+        group = range(self.Q.shape[0]) if group is None else group
+        Q, K = self.Q[group.start:group.stop], self.K[group.start:group.stop]
+        nb, b_max, _ = Q.shape
         cols = labels.shape[1]
         if self.pad_index is None:
-            Y = labels.view(nb, b_max, cols)
+            rows = slice(group.start * b_max, group.stop * b_max)
+            Y = labels[rows].view(nb, b_max, cols)
         else:
-            Y = torch.cat([labels, labels.new_zeros(1, cols)])[self.pad_index]
-        low = self.Q.dtype
-        At = torch.bmm(Y.transpose(1, 2).to(low), self.Q)                 # (Q'Y)', nb x V*C x d
-        logits = torch.bmm(self.K, At.transpose(1, 2)).to(labels.dtype)    # nb x (M + R) x V*C
+            index = self.pad_index[group.start:group.stop].reshape(-1)
+            valid = index < self.n_rows
+            rows = slice(int(index[valid][0]), int(index[valid][-1]) + 1)
+            Y = labels.new_zeros(nb * b_max, cols)
+            Y[valid] = labels[index[valid]]
+            Y = Y.view(nb, b_max, cols)
+        low = Q.dtype
+        At = torch.bmm(Y.transpose(1, 2).to(low), Q)                      # (Q'Y)', nb x V*C x d
+        logits = torch.bmm(K, At.transpose(1, 2)).to(labels.dtype)        # nb x (M + R) x V*C
         m = self.n_meta
         loss, d_meta, d_balance = meta_logit_grad(logits[:, :m], logits[:, m:], meta_onehot, meta_weights, params)
         d_logits = d_meta if d_balance is None else torch.cat([d_meta, d_balance], 1)
-        dAt = torch.bmm(d_logits.transpose(1, 2).to(low), self.K[:, :d_logits.shape[1]])   # (K'G)'
-        grad = torch.bmm(self.Q, dAt.transpose(1, 2)).to(labels.dtype).view(nb * b_max, cols)
-        return loss, (grad if self.pad_index is None else grad[self.valid])
+        dAt = torch.bmm(d_logits.transpose(1, 2).to(low), K[:, :d_logits.shape[1]])   # (K'G)'
+        grad = torch.bmm(Q, dAt.transpose(1, 2)).to(labels.dtype).view(nb * b_max, cols)
+        return loss, (grad if self.pad_index is None else grad[valid]), rows
 
 
 # --- IPC as the loop sees it: one interface, three implementations, one factory ---------------
@@ -280,9 +300,13 @@ class WhitenedIPC(IPCCorrection):
         self.batches = WhitenedBatches(store, params.ridge, _balance_rows(params), meta.features, store.dtype)
 
     def epoch_step(self, state) -> float:
-        loss, grad = self.batches.gradient(state.flat, self.meta.onehot, self.meta.view_weights, self.params)
-        state.adam.step(state.flat, slice(None), grad)
-        return float(loss)
+        loss = 0.0
+        for group in self.batches.groups(state.flat.shape[1]):
+            group_loss, grad, rows = self.batches.gradient(state.flat, self.meta.onehot, self.meta.view_weights,
+                                                           self.params, group)
+            state.adam.step(state.flat, rows, grad)
+            loss += float(group_loss)
+        return loss
 
 
 class FactoredIPC(IPCCorrection):

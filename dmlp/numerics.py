@@ -21,6 +21,10 @@ TINY_PROB = 1e-30
 #: Rows per chunk when features are normalised, projected or scanned: bounds the float32
 #: temporaries to ``CHUNK_ROWS x d`` whatever the number of rows.
 CHUNK_ROWS = 16384
+
+#: Elements of the largest float32 temporary a batched product may create at once (128 MiB):
+#: work over many classes is split into groups that stay below it.
+CHUNK_ELEMENTS = 2 ** 25
 #: Rows per chunk when a memory map is gathered into a tensor (:func:`dmlp.batches.gather_rows`).
 GATHER_ROWS = 4096
 #: Bytes of one float32 feature value: the unit of the resident-memory budget.

@@ -104,8 +104,9 @@ class GraphEvidence:
 
 
 def _graph_term(propagated: np.ndarray) -> np.ndarray:
-    """Log of propagated label mass, rows normalised (a floor keeps unreached classes finite)."""
-    return safe_log(normalise_rows(propagated.astype(np.float64) + 1e-6))
+    """Log of propagated label mass, rows normalised (a floor keeps unreached classes finite);
+    float32, the propagation's precision (the posterior sums the terms in float64)."""
+    return safe_log(normalise_rows(propagated.astype(np.float32) + np.float32(1e-6)))
 
 
 def _propagate_held_out(graph: sp.csr_matrix, train_seeds, meta_labels: np.ndarray, meta_fold: np.ndarray,
@@ -118,15 +119,18 @@ def _propagate_held_out(graph: sp.csr_matrix, train_seeds, meta_labels: np.ndarr
     ``frozenset()`` and each of ``held_sets``.
     """
     C = eac_q_meta.shape[1]
-    onehot = np.eye(C)[meta_labels]
-    blocks = []
-    for held_folds in [frozenset()] + list(held_sets):
-        meta_seeds = onehot.copy()
+    onehot = np.eye(C, dtype=np.float32)[meta_labels]
+    sets = [frozenset()] + list(held_sets)
+    N = len(train_seeds(frozenset()))
+    seeds = np.empty((N + len(meta_labels), len(sets) * C), dtype=np.float32)   # column block per set
+    for j, held_folds in enumerate(sets):
+        block = seeds[:, j * C:(j + 1) * C]
+        block[:N] = train_seeds(held_folds)
         held = np.isin(meta_fold, list(held_folds))
-        meta_seeds[held] = eac_q_meta[held]
-        blocks.append(np.vstack([train_seeds(held_folds), meta_seeds]).astype(np.float32))
-    propagated = propagate(graph, np.hstack(blocks), alpha, steps)
-    return {h: propagated[:, j * C:(j + 1) * C] for j, h in enumerate([frozenset()] + list(held_sets))}
+        block[N:] = np.where(held[:, None], eac_q_meta, onehot)
+    propagated = propagate(graph, seeds, alpha, steps)
+    del seeds
+    return {h: propagated[:, j * C:(j + 1) * C] for j, h in enumerate(sets)}
 
 
 def _evidence(column: dict, N: int, meta_fold: np.ndarray, per_view_sets=None,

@@ -158,7 +158,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     fit(run, state, settings, cfg.run.epochs, timings, progress=progress, on_epoch_end=on_epoch_end)
     with timings("final"):
         run.ipc.release()                                    # its factorisations are done with
-        soft, posterior = state.distribution(), None         # (N, C), batch order
+        soft, posterior = state.release(), None              # (N, C), batch order
         if cfg.decision.rule == "bayes":
             posterior = _bayes_decision(run, initial_transition, cfg, compute, progress)(soft)
             soft = torch.as_tensor(posterior.q)
@@ -282,7 +282,7 @@ def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, po
         n_changed=int((purified != inputs.noisy_labels).sum()), history=state.history, timings=dict(timings),
         eac_weight=None if eac is None else eac.weight.detach().cpu().numpy(),
         eac_bias=None if eac is None else eac.bias.detach().cpu().numpy(),
-        n_views=state.labels.shape[1], device=str(run.given.device),
+        n_views=run.meta.view_weights.shape[0], device=str(run.given.device),
         notes={} if posterior is None else posterior.info,
         transition_matrix=None if T is None else check_finite(np.asarray(T, dtype=np.float64), "the transition matrix"),
         compute_dtype=dtype_name(compute),

@@ -152,6 +152,13 @@ class LabelState:
         self.history.append(record)
         return record
 
+    def release(self) -> "torch.Tensor":
+        """The labels' final distribution (:meth:`distribution`), freeing the labels and their
+        Adam moments (3 x N x V x C): the loop is done, no step or checkpoint follows."""
+        soft = self.distribution()
+        self.labels = self.adam = None
+        return soft
+
     def state_dict(self) -> dict:
         """CPU copies of the state; ``epoch`` is the index of the last completed epoch."""
         return {"epoch": self.epochs_done - 1, "labels": self.labels.cpu().clone(),

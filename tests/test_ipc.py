@@ -167,7 +167,8 @@ def test_whitened_batches_equal_batch_by_batch_label_gradients(n_rows, batch_siz
     store = FeatureStore(X, order, batches, "cpu", 4.0, dtype=torch.float64)
     balance = slice(0, 15)
     whitened = WhitenedBatches(store, 1e-3, balance, meta_X, torch.float64)
-    loss, grad = whitened.gradient(labels, meta_onehot, weights, CFG)
+    loss, grad, rows = whitened.gradient(labels, meta_onehot, weights, CFG)
+    assert rows == slice(0, n_rows)
     total = 0.0
     for k, rows in enumerate(batches):
         X_B = store.batch(k)
@@ -176,6 +177,15 @@ def test_whitened_batches_equal_batch_by_batch_label_gradients(n_rows, batch_siz
         torch.testing.assert_close(grad[rows], g_k, rtol=1e-8, atol=1e-10)
         total += float(l_k)
     assert float(loss) == pytest.approx(total, rel=1e-10)
+    # in groups of two batches (as at many classes): the same loss and gradient, row by row
+    grouped, group_loss = torch.zeros_like(grad), 0.0
+    for group in [range(0, 2), range(2, 3)]:
+        l_g, g_g, rows = whitened.gradient(labels, meta_onehot, weights, CFG, group)
+        assert rows == slice(batches[group.start].start, batches[group.stop - 1].stop)
+        grouped[rows] = g_g
+        group_loss += float(l_g)
+    torch.testing.assert_close(grouped, grad, rtol=1e-10, atol=1e-12)
+    assert group_loss == pytest.approx(total, rel=1e-10)
 
 
 # --- RowAdam -------------------------------------------------------------------------------

@@ -199,6 +199,18 @@ def test_propagate_reads_neighbours_only():
     np.testing.assert_allclose(out, W @ seeds)
 
 
+def test_propagate_equals_the_iteration_in_column_groups_too(monkeypatch):
+    import dmlp.graph
+    S = knn_graph(torch.randn(300, 6, generator=torch.Generator().manual_seed(3)), 5)
+    seeds = np.random.default_rng(0).random((300, 7))
+    F = seeds.copy()
+    for _ in range(4):
+        F = 0.8 * (S @ F) + 0.2 * seeds
+    np.testing.assert_allclose(propagate(S, seeds, 0.8, 4), S @ F, rtol=1e-10)
+    monkeypatch.setattr(dmlp.graph, "CHUNK_ELEMENTS", 300 * 3)   # groups of 3 columns: 3, 3, 1
+    np.testing.assert_allclose(propagate(S, seeds, 0.8, 4), S @ F, rtol=1e-10)
+
+
 def test_fit_exponents_recovers_the_informative_expert():
     rng = np.random.default_rng(0)
     n, C = 2000, 4
