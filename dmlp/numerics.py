@@ -90,7 +90,7 @@ def softmax_rows(logits: torch.Tensor, dim: int = -1):
     z = logits - logits.amax(dim, keepdim=True)
     e = z.exp()
     s = e.sum(dim, keepdim=True)
-    return e / s, z - s.log()
+    return e.div_(s), z.sub_(s.log())          # in place: two temporaries, not four
 
 
 def class_balance_kl(logits: torch.Tensor) -> torch.Tensor:
@@ -129,7 +129,8 @@ def balance_kl_grad(p: torch.Tensor, weight: float = 1.0, *, class_dim: int = -1
 
 def softmax_backward(p: torch.Tensor, grad_p: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Gradient w.r.t. the logits of a softmax ``p`` given the gradient ``grad_p`` w.r.t. ``p``."""
-    return p * (grad_p - (p * grad_p).sum(dim, keepdim=True))
+    out = p * grad_p                           # p (g - sum p g), with one temporary
+    return out.addcmul_(p, out.sum(dim, keepdim=True), value=-1.0)
 
 
 class RowAdam:
@@ -169,9 +170,14 @@ class RowAdam:
         m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
         v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
         t = self.steps[rows].add_(1)
-        # p -= lr * m_hat / (sqrt(v_hat) + eps), bias corrections per row, one temporary
-        step = v.sqrt().mul_((1 - b2 ** t).rsqrt()).add_(1e-8).reciprocal_().mul_(m)
-        p.sub_(step.mul_(self.lr / (1 - b1 ** t)))
+        # p -= lr * m_hat / (sqrt(v_hat) + eps) with per-row bias corrections, one temporary
+        if t.numel() and bool(t.amin() == t.amax()):   # the rows stepped alike (a whole epoch at once)
+            t = float(t[0])
+            denom = v.sqrt().div_(math.sqrt(1 - b2 ** t)).add_(1e-8)
+            p.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** t))
+        else:
+            step = v.sqrt().mul_((1 - b2 ** t).rsqrt()).add_(1e-8).reciprocal_().mul_(m)
+            p.sub_(step.mul_(self.lr / (1 - b1 ** t)))
 
     def state_dict(self) -> dict:
         """The moments and step counts (tensors shared with the optimiser, not copies)."""
