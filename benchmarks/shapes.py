@@ -10,6 +10,10 @@ Each shape is built from the shared CIFAR-10 features (``--data``) and seeded (s
 * ``idn20`` / ``idn40`` -- all 50,000 rows with instance-dependent noise at 20 / 40 %
   (:func:`dmlp.idn.instance_noise`, Xia et al., NeurIPS 2020);
 * ``two_classes`` -- cat against dog (CIFAR-10 classes 3 and 5, 10,000 rows), symmetric noise 40 %;
+* ``few_rows200`` -- 200 classes of at most 20 rows: each CIFAR-10 class split into 20 k-means
+  clusters of its L2-normalised features (``benchmarks.feature_sets.split_classes``, one
+  restart, random rows as initial centroids), 20 rows drawn from each cluster (all of a smaller
+  one), symmetric noise 40 %;
 * ``c1000`` -- with ``--c1000 DIR``, a 1,000-class folder (``benchmarks/feature_sets.py
   cifar1000-like``) with symmetric noise 20 %; slow (the default's cost grows with the classes).
 
@@ -33,7 +37,7 @@ from benchmarks.quality import Probe, _baseline_rows, run_dmlp  # noqa: E402
 from benchmarks.quality_tables import BASELINE_NAMES  # noqa: E402
 from dmlp.cli import ArgumentParser  # noqa: E402
 
-SHAPES = ("longtail100", "idn20", "idn40", "two_classes")
+SHAPES = ("longtail100", "idn20", "idn40", "two_classes", "few_rows200")
 
 
 def _subset(data: Cifar, rows: np.ndarray, y=None, n_classes=None) -> Cifar:
@@ -57,6 +61,17 @@ def build_shape(name: str, data: Cifar, c1000=None):
         rows = np.flatnonzero((data.y == 3) | (data.y == 5))
         shape = _subset(data, rows, y=(data.y[rows] == 5).astype(np.int64), n_classes=2)
         return shape, make_noisy_labels(shape.y, "sym", 0.4, 0, n_classes=2)
+    if name == "few_rows200":
+        from benchmarks.feature_sets import split_classes
+        unit = data.X.astype(np.float32) / np.linalg.norm(data.X.astype(np.float32), axis=1, keepdims=True).clip(1e-12)
+        fine, _ = split_classes({"train": unit, "test": unit[:0]}, {"train": data.y, "test": data.y[:0]}, 20,
+                                restarts=1, minit="points")
+        fine = fine["train"]
+        keep = [rng.choice(rows, min(20, len(rows)), replace=False)
+                for rows in (np.flatnonzero(fine == c) for c in range(200)) if len(rows)]
+        rows = np.sort(np.concatenate(keep))
+        shape = _subset(data, rows, y=fine[rows], n_classes=200)
+        return shape, make_noisy_labels(shape.y, "sym", 0.4, 0, n_classes=200)
     if name == "c1000":
         fine = load_cifar(c1000)
         return fine, make_noisy_labels(fine.y, "sym", 0.2, 0, n_classes=fine.n_classes)

@@ -67,6 +67,8 @@ class BayesDecision:
         Epoch index of the refit's first epoch (its visit orders continue the loop's seeds).
     heldout_epochs : int
         Epochs of the cross-fitted classifier of stage 5 (0: none).
+    exponent_prior_std : float
+        Of the prior on the posterior's exponents (:func:`dmlp.posterior.fit_exponents`).
     refit_lr_restart : bool
         The refit starts again at EAC's initial rate (its in-loop decay is for noisy targets).
     compute_dtype : torch.dtype
@@ -77,11 +79,13 @@ class BayesDecision:
 
     def __init__(self, store, meta, eac, given: torch.Tensor, transition: np.ndarray, *, graph: GraphParams,
                  transition_params: TransitionParams, seed: int, refit_epochs: int, first_refit_epoch: int,
-                 compute_dtype: torch.dtype, heldout_epochs: int = 0, progress: bool = True):
+                 compute_dtype: torch.dtype, heldout_epochs: int = 0, exponent_prior_std: float = 1.0,
+                 progress: bool = True):
         self.store, self.meta, self.eac, self.given, self.seed = store, meta, eac, given, seed
         self.transition, self.graph, self.transition_params = transition, graph, transition_params
         self.refit_epochs, self.first_refit_epoch = refit_epochs, first_refit_epoch
         self.compute_dtype, self.heldout_epochs, self.progress = compute_dtype, heldout_epochs, progress
+        self.exponent_prior_std = exponent_prior_std
 
     def __call__(self, ipc_soft: torch.Tensor) -> Posterior:
         """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
@@ -176,7 +180,7 @@ class BayesDecision:
         return bayes_posterior(eac.train, eac.meta, self.given.cpu().numpy(), self.meta.given_labels,
                                self.meta.clean_labels, self.transition, graph, heldout=heldout,
                                em_steps=self.transition_params.em_steps,
-                               smoothing=self.transition_params.smoothing)
+                               smoothing=self.transition_params.smoothing, prior_std=self.exponent_prior_std)
 
     def refit_eac(self, posterior: Posterior, eac: EACEvidence, graph: Optional[GraphEvidence]) -> None:
         """Stage 4: EAC trained further on the posterior as soft targets (the meta rows stay out)."""

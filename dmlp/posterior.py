@@ -267,7 +267,7 @@ class Posterior:
 def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
                     meta_given: Optional[np.ndarray], meta_labels: np.ndarray, transition,
                     graph: Optional[GraphEvidence] = None, *, heldout=None, em_steps: int = 0,
-                    smoothing: float = 0.5) -> Posterior:
+                    smoothing: float = 0.5, prior_std: float = 1.0) -> Posterior:
     """Posterior of the true class of every training row (the module docstring's formula).
 
     Parameters
@@ -294,6 +294,8 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         cell of T from a handful of rows, all N rows from thousands.
     smoothing : float
         Of T's counts.
+    prior_std : float
+        Of the N(1, prior_std^2) prior on each exponent (:func:`fit_exponents`).
 
     Returns
     -------
@@ -323,13 +325,14 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
                 transition = transition_from_posteriors(q, given, smoothing, meta_counts)
             check_finite(transition, f"transition EM (final decision) at step {step}")
-            w = check_finite(fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels),
+            w = check_finite(fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels,
+                                             prior_std=prior_std),
                              f"the exponent fit at EM step {step}")
             q = check_finite(apply_posterior(w, transition, terms_train, given),
                              f"the posterior at EM step {step}")
     else:
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
-        w = np.append(fit_exponents(terms_meta, meta_labels), 1.0)
+        w = np.append(fit_exponents(terms_meta, meta_labels, prior_std=prior_std), 1.0)
         q = stable_exp_rows(sum(wi * t for wi, t in zip(w, terms_train)))
         for step in range(1 + em_steps):
             transition = check_finite(transition_from_posteriors(q, given, smoothing),

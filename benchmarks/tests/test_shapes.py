@@ -29,6 +29,13 @@ def test_two_classes_and_instance_noise():
     assert 0.35 < (idn != data.y).mean() < 0.45
 
 
+def test_few_rows_has_200_classes_of_at_most_20_rows():
+    shape, noisy = build_shape("few_rows200", _cifar(rows_per_class=1000, d=8))
+    sizes = np.bincount(shape.y, minlength=200)
+    assert shape.n_classes == 200 and sizes.max() == 20 and (sizes > 0).sum() > 150
+    assert 0.35 < (noisy != shape.y).mean() < 0.45
+
+
 def test_table_reports_the_lead_over_the_best_baseline():
     rows = [{"shape": "s", "method": "noisy labels (given)", "label_accuracy": 0.8},
             {"shape": "s", "method": "kNN-20 vote", "label_accuracy": 0.85},
