@@ -154,7 +154,7 @@ class DecisionParams:
                                "(out-of-fold evidence to calibrate on)")
     heldout_fraction: float = key(0.05, "heldout_fraction", "a cross-fitted classifier on the posterior as one "
                                   "more expert, for this fraction of the loop's epochs (0 = none)")
-    exponent_prior_std: float = key(1.0, "exponent_prior_std", "sd of the N(1, sd^2) prior on each expert's "
+    exponent_prior_std: float = key(0.3, "exponent_prior_std", "sd of the N(1, sd^2) prior on each expert's "
                                     "exponent in the posterior's fit on the meta rows")
     audit: bool = key(False, "audit", "check the changed labels against a ridge estimator cross-fitted on the "
                       "given labels, and keep the given labels where it finds the purified ones no better "

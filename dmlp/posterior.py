@@ -295,7 +295,8 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
     smoothing : float
         Of T's counts.
     prior_std : float
-        Of the N(1, prior_std^2) prior on each exponent (:func:`fit_exponents`).
+        Of the N(1, prior_std^2) prior on each exponent (:func:`fit_exponents`; the config's
+        ``exponent_prior_std``, docs/deviations.md section B).
 
     Returns
     -------
