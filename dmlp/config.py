@@ -154,6 +154,8 @@ class DecisionParams:
                                "(out-of-fold evidence to calibrate on)")
     heldout_fraction: float = key(0.05, "heldout_fraction", "a cross-fitted classifier on the posterior as one "
                                   "more expert, for this fraction of the loop's epochs (0 = none)")
+    heldout_rounds: int = key(2, "heldout_rounds", "rounds of the cross-fitted classifier, each fitted afresh on "
+                              "the posterior that includes the previous round's prediction (1 = one fit)")
     audit: bool = key(False, "audit", "check the changed labels against a ridge estimator cross-fitted on the "
                       "given labels, and keep the given labels where it finds the purified ones no better "
                       "(dmlp/audit.py; --meta auto turns it on)")

@@ -253,7 +253,8 @@ def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torc
                          transition_params=cfg.transition, seed=cfg.run.seed,
                          refit_epochs=_epochs_for(cfg.eac.refit_fraction, cfg.run.epochs),
                          first_refit_epoch=cfg.run.epochs, compute_dtype=compute,
-                         heldout_epochs=_epochs_for(cfg.decision.heldout_fraction, cfg.run.epochs), progress=progress)
+                         heldout_epochs=_epochs_for(cfg.decision.heldout_fraction, cfg.run.epochs),
+                         heldout_rounds=cfg.decision.heldout_rounds, progress=progress)
 
 
 def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, posterior, scaling,
