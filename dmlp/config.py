@@ -156,6 +156,8 @@ class DecisionParams:
                                   "more expert, for this fraction of the loop's epochs (0 = none)")
     exponent_prior_std: float = key(0.3, "exponent_prior_std", "sd of the N(1, sd^2) prior on each expert's "
                                     "exponent in the posterior's fit on the meta rows")
+    heldout_rounds: int = key(2, "heldout_rounds", "rounds of the cross-fitted classifier, each fitted afresh on "
+                              "the posterior that includes the previous round's prediction (1 = one fit)")
     audit: bool = key(False, "audit", "check the changed labels against a ridge estimator cross-fitted on the "
                       "given labels, and keep the given labels where it finds the purified ones no better "
                       "(dmlp/audit.py; --meta auto turns it on)")

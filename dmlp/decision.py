@@ -9,7 +9,8 @@
 4. with ``eac_refit_fraction``, EAC refitted on that posterior (the M-step of the EM whose
    E-step is the posterior), then stages 1 and 3 again;
 5. with ``heldout_fraction``, a cross-fitted classifier fitted on that posterior
-   (:mod:`dmlp.heldout`) joins the experts and stage 3 runs again;
+   (:mod:`dmlp.heldout`) joins the experts and stage 3 runs again; ``heldout_rounds`` times,
+   each round's classifier fitted afresh on the posterior that includes the previous one's;
 6. with ``graph_posterior_rounds``, the graph re-seeded with the posterior instead of IPC's
    labels (:func:`dmlp.posterior.posterior_graph_evidence`), then stage 3 again, per round.
 
@@ -67,6 +68,8 @@ class BayesDecision:
         Epoch index of the refit's first epoch (its visit orders continue the loop's seeds).
     heldout_epochs : int
         Epochs of the cross-fitted classifier of stage 5 (0: none).
+    heldout_rounds : int
+        Times stage 5 runs, each fit on the posterior that includes the previous one's term.
     exponent_prior_std : float
         Of the prior on the posterior's exponents (:func:`dmlp.posterior.fit_exponents`).
     refit_lr_restart : bool
@@ -79,19 +82,20 @@ class BayesDecision:
 
     def __init__(self, store, meta, eac, given: torch.Tensor, transition: np.ndarray, *, graph: GraphParams,
                  transition_params: TransitionParams, seed: int, refit_epochs: int, first_refit_epoch: int,
-                 compute_dtype: torch.dtype, heldout_epochs: int = 0, exponent_prior_std: float = 1.0,
-                 progress: bool = True):
+                 compute_dtype: torch.dtype, heldout_epochs: int = 0, heldout_rounds: int = 1,
+                 exponent_prior_std: float = 1.0, progress: bool = True):
         self.store, self.meta, self.eac, self.given, self.seed = store, meta, eac, given, seed
         self.transition, self.graph, self.transition_params = transition, graph, transition_params
         self.refit_epochs, self.first_refit_epoch = refit_epochs, first_refit_epoch
         self.compute_dtype, self.heldout_epochs, self.progress = compute_dtype, heldout_epochs, progress
         self.exponent_prior_std = exponent_prior_std
+        self.heldout_rounds = max(1, heldout_rounds) if heldout_epochs > 0 else 0
 
     def __call__(self, ipc_soft: torch.Tensor) -> Posterior:
         """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
         refit = self.eac is not None and self.refit_epochs > 0
         rounds = self.graph.posterior_rounds if self.graph.k > 0 else 0
-        bar = progress_bar(total=(5 if refit else 3) + (self.heldout_epochs > 0) + rounds, desc="final decision",
+        bar = progress_bar(total=(5 if refit else 3) + self.heldout_rounds + rounds, desc="final decision",
                            unit="stage", enabled=self.progress)
         stage = lambda name: (bar.set_postfix_str(name), bar.update(0))
         stage("EAC evidence")
@@ -114,7 +118,7 @@ class BayesDecision:
             posterior = self.posterior(eac, graph)
             bar.update()
         heldout = None
-        if self.heldout_epochs > 0:
+        for _ in range(self.heldout_rounds):
             stage("held-out classifier")
             heldout = cross_fitted_proba(self.store, self.meta.features, posterior.q,
                                          epochs=self.heldout_epochs, seed=self.seed)
@@ -122,7 +126,7 @@ class BayesDecision:
             bar.update()
         for _ in range(rounds):
             stage("graph seeded with the posterior")
-            graph = self.posterior_graph_evidence(affinity, posterior, eac, graph)
+            graph = self.posterior_graph_evidence(affinity, posterior, eac, graph, heldout)
             posterior = self.posterior(eac, graph, heldout)
             bar.update()
         bar.close()
@@ -166,11 +170,14 @@ class BayesDecision:
                               held_terms=held_terms)
 
     def posterior_graph_evidence(self, affinity, posterior: Posterior, eac: EACEvidence,
-                                 graph: GraphEvidence) -> GraphEvidence:
+                                 graph: GraphEvidence, heldout=None) -> GraphEvidence:
         """Stage 6: the graph seeded with the posterior; for each meta fold f the training rows
-        carry the posterior from the graph term with fold f held out."""
+        carry the posterior from the graph term with fold f held out (and the held-out
+        classifier's term, when there is one: without it, a posterior that weighs that term
+        alone would reduce to T[:, given])."""
         given = self.given.cpu().numpy()
-        held = {f: posterior.apply([safe_log(eac.train), term], given) for f, term in graph.held.items()}
+        extra = [] if heldout is None else [safe_log(heldout.train)]
+        held = {f: posterior.apply([safe_log(eac.train), term] + extra, given) for f, term in graph.held.items()}
         return posterior_graph_evidence(affinity, posterior, held, eac.meta, self.meta.given_labels,
                                         self.meta.clean_labels, self.meta.fold,
                                         alpha=self.graph.alpha, steps=self.graph.steps)

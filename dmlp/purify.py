@@ -254,6 +254,7 @@ def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torc
                          refit_epochs=_epochs_for(cfg.eac.refit_fraction, cfg.run.epochs),
                          first_refit_epoch=cfg.run.epochs, compute_dtype=compute,
                          heldout_epochs=_epochs_for(cfg.decision.heldout_fraction, cfg.run.epochs),
+                         heldout_rounds=cfg.decision.heldout_rounds,
                          exponent_prior_std=cfg.decision.exponent_prior_std, progress=progress)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from cli_helpers import make_data
+from dmlp import load_config, purify_dataset
 from dmlp.batches import FeatureStore, make_partition
 from dmlp.heldout import cross_fitted_proba, halves
 
@@ -39,3 +41,19 @@ def test_learns_a_linear_rule_out_of_sample_and_is_deterministic():
     assert (a.train.argmax(1) == y[order]).mean() > 0.9       # chance: 0.5
     assert (a.meta.argmax(1) == y[:100]).mean() > 0.9
     assert a.train.tobytes() == b.train.tobytes() and a.meta.tobytes() == b.meta.tobytes()
+
+
+def test_heldout_rounds_refit_the_classifier_in_a_whole_run(tmp_path):
+    """``heldout_rounds = 2`` in a whole (short) run: the classifier is fitted again on the posterior
+    that includes its first prediction, so the soft labels move; deterministic, and the labels
+    beat the given ones."""
+    data = make_data(tmp_path / "data", n=600)
+    one = purify_dataset(data, load_config("default", epochs=3, heldout_fraction=0.5, heldout_rounds=1),
+                         meta_size=60, device="cpu")
+    cfg = load_config("default", epochs=3, heldout_fraction=0.5, heldout_rounds=2)
+    a = purify_dataset(data, cfg, meta_size=60, device="cpu")
+    b = purify_dataset(data, cfg, meta_size=60, device="cpu")
+    assert a.soft_labels.tobytes() == b.soft_labels.tobytes()
+    assert not np.allclose(a.soft_labels, one.soft_labels)
+    evaluation = a.evaluation()
+    assert evaluation["label_accuracy_after"] > evaluation["label_accuracy_before"]
