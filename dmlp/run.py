@@ -54,7 +54,8 @@ def build_parser(prog: str = "dmlp purify") -> argparse.ArgumentParser:
                         "default: the config's data folder (the demo's)")
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/<data folder name> in the current folder, "
-                        "runs/<data folder>_<config> with --config; the demo: runs/cifar10_sym20)")
+                        "runs/<data folder>_<config> with --config, + _meta_auto with --meta auto; "
+                        "the demo: runs/cifar10_sym20)")
     p.add_argument("--meta-size", type=int, default=None,
                    help="draw this many clean meta rows (class-stratified, seeded) from the training set, labelled "
                         "by correctlabels.npy (default 1000, as the authors); with --meta auto: pick this many")
@@ -234,6 +235,8 @@ def _resolve_inputs(args):
         name = data_dir.name
     else:
         name = f"{data_dir.name}_{cfg.name}"
+    if getattr(args, "meta", None) == "auto":       # beside the clean-meta run, not in its place
+        name += "_meta_auto"
     return cfg, data_dir, Path.cwd() / "runs" / name
 
 

@@ -54,3 +54,14 @@ def test_benchmark_subcommand_outside_a_checkout_says_so(tmp_path, monkeypatch, 
     monkeypatch.setattr(entry, "_benchmark_main", lambda: None)
     assert dmlp_main(["benchmark", "--quick"]) == 2
     assert "source checkout" in capsys.readouterr().err
+
+
+def test_meta_auto_writes_beside_the_clean_meta_run(tmp_path, monkeypatch):
+    from argparse import Namespace
+    from dmlp.run import _resolve_inputs
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blobs").mkdir()
+    args = Namespace(config=None, data=str(tmp_path / "blobs"), epochs=None, seed=None, meta=None)
+    assert _resolve_inputs(args)[2] == tmp_path / "runs" / "blobs"
+    args.meta = "auto"
+    assert _resolve_inputs(args)[2] == tmp_path / "runs" / "blobs_meta_auto"
