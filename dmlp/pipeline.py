@@ -317,7 +317,7 @@ def run_prepared(prepared: PreparedRun, *, progress: bool = False, checkpoint: O
 
 def purify_dataset(data: Union[Dataset, str, Path], config: Optional[Config] = None, *, meta_index=None,
                    meta_size: Optional[int] = None, auto_meta: bool = False, device: str = "auto",
-                   progress: bool = False) -> DatasetResult:
+                   progress: bool = True) -> DatasetResult:
     """Purify a whole data set: choose its meta set, purify the other rows, assemble the outputs.
 
     What ``dmlp purify`` runs (the command adds files: flags, output folder, checkpoints).
@@ -337,6 +337,8 @@ def purify_dataset(data: Union[Dataset, str, Path], config: Optional[Config] = N
         No clean label: pick confident rows of the noisy data as the meta set.
     device : {"auto", "cpu", "cuda"}
     progress : bool
+        Progress bars (on stderr) over the scaling pass, the epochs and the final decision, as
+        :func:`dmlp.purify` shows them.
 
     Returns
     -------
