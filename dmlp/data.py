@@ -132,6 +132,19 @@ class Dataset:
                           n_classes, check_finite=True, progress=False, files={})
 
 
+def _check_one_based_against(labels, name: str, other, other_name: str) -> None:
+    """Refuse ``labels`` that run 1..C beside ``other`` labels of the same rows running 0..C-1."""
+    if labels is None or other is None:
+        return
+    a, b = np.asarray(labels), np.asarray(other)
+    if a.dtype.kind not in "iu" or b.dtype.kind not in "iu" or a.shape != b.shape:
+        return
+    a, b = a[(a >= 0) & (b >= 0)], b[(a >= 0) & (b >= 0)]       # rows known in both (-1: unknown)
+    if a.size and int(a.min()) == 1 and (b == 0).any() and int(a.max()) == int(b.max()) + 1:
+        raise InputError(f"{name}: its labels run 1..{int(a.max())} while {other_name}'s run 0..{int(b.max())}: "
+                         f"{name} looks 1-based; subtract 1 from it")
+
+
 def load_dataset(folder, n_classes: int = 0, check_finite: bool = True, progress: bool = False) -> Dataset:
     """Open and validate a data folder in the authors' layout.
 
@@ -192,6 +205,8 @@ def _validated(folder: Path, arrays: dict, n_classes: int, *, check_finite: bool
             if hint:
                 raise InputError(f"trainlabels.npy: no row has label 0{hint} (the class count is read from the "
                                  "labels as the largest label plus one)")
+        _check_one_based_against(noisy_raw, "trainlabels.npy", true_raw, "correctlabels.npy")
+        _check_one_based_against(true_raw, "correctlabels.npy", noisy_raw, "trainlabels.npy")
     noisy = check_labels(noisy_raw, "trainlabels.npy", n_classes, N, "trainfeatures.npy")
     true = None if true_raw is None else check_labels(
         np.asarray(true_raw), "correctlabels.npy", n_classes, N, "trainfeatures.npy", allow_unknown=True)

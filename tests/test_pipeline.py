@@ -110,6 +110,10 @@ def test_one_based_labels_are_named_as_such():
     y = rng.integers(0, 10, 300)
     with pytest.raises(InputError, match=r"look 1-based \(1\.\.10, no 0\): subtract 1"):
         Dataset.from_arrays(rng.normal(size=(300, 8)).astype(np.float32), y + 1, true_labels=y + 1)
+    # only the given labels 1-based, the true ones 0-based: the mismatch is named
+    with pytest.raises(InputError, match=r"^trainlabels.npy: its labels run 1\.\.10 while correctlabels.npy's "
+                                         r"run 0\.\.9: trainlabels.npy looks 1-based"):
+        Dataset.from_arrays(rng.normal(size=(300, 8)).astype(np.float32), y + 1, true_labels=y)
 
 
 def test_a_drawn_meta_set_takes_at_most_a_tenth_of_a_small_set(tmp_path):
