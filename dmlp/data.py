@@ -139,8 +139,11 @@ def _check_one_based_against(labels, name: str, other, other_name: str) -> None:
     a, b = np.asarray(labels), np.asarray(other)
     if a.dtype.kind not in "iu" or b.dtype.kind not in "iu" or a.shape != b.shape:
         return
-    a, b = a[(a >= 0) & (b >= 0)], b[(a >= 0) & (b >= 0)]       # rows known in both (-1: unknown)
-    if a.size and int(a.min()) == 1 and (b == 0).any() and int(a.max()) == int(b.max()) + 1:
+    known = (a >= 0) & (b >= 0)                                 # rows known in both (-1: unknown)
+    a, b = a[known], b[known]
+    if not a.size or not (b == 0).any():
+        return
+    if one_based_hint(a, n_classes=int(b.max()) + 1):           # 1..C beside the other's 0..C-1
         raise InputError(f"{name}: its labels run 1..{int(a.max())} while {other_name}'s run 0..{int(b.max())}: "
                          f"{name} looks 1-based; subtract 1 from it")
 

@@ -82,8 +82,8 @@ class BayesDecision:
 
     def __init__(self, store, meta, eac, given: torch.Tensor, transition: np.ndarray, *, graph: GraphParams,
                  transition_params: TransitionParams, seed: int, refit_epochs: int, first_refit_epoch: int,
-                 compute_dtype: torch.dtype, heldout_epochs: int = 0, heldout_rounds: int = 1,
-                 exponent_prior_std: float = 1.0, progress: bool = True):
+                 compute_dtype: torch.dtype, heldout_epochs: int, heldout_rounds: int,
+                 exponent_prior_std: float, progress: bool = True):
         self.store, self.meta, self.eac, self.given, self.seed = store, meta, eac, given, seed
         self.transition, self.graph, self.transition_params = transition, graph, transition_params
         self.refit_epochs, self.first_refit_epoch = refit_epochs, first_refit_epoch

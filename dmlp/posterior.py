@@ -246,8 +246,8 @@ def _meta_posterior(eac_meta_oof: np.ndarray, transition, meta_given) -> np.ndar
 def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
     """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C)."""
     z = torch.from_numpy(safe_log(transition).T[given]).mul_(float(weights[-1]))     # N x C, log T[c, given]
-    for w, t in zip(weights, terms):                  # in place: no N x C temporary per term
-        z.add_(torch.from_numpy(np.asarray(t, dtype=np.float64)), alpha=float(w))
+    for w, t in zip(weights, terms):                  # in place, float32 terms read as they are
+        z.add_(torch.as_tensor(t), alpha=float(w))
     return stable_exp_rows(z.numpy())
 
 
@@ -267,7 +267,7 @@ class Posterior:
 def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.ndarray,
                     meta_given: Optional[np.ndarray], meta_labels: np.ndarray, transition,
                     graph: Optional[GraphEvidence] = None, *, heldout=None, em_steps: int = 0,
-                    smoothing: float = 0.5, prior_std: float = 1.0) -> Posterior:
+                    smoothing: float, prior_std: float) -> Posterior:
     """Posterior of the true class of every training row (the module docstring's formula).
 
     Parameters

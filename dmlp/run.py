@@ -395,11 +395,12 @@ def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
         for key, value in summary.items():
             _check_finite_summary(value, f"{where}: {key}")
     elif isinstance(summary, (list, tuple)):
-        numbers = [v for v in _flatten(summary) if isinstance(v, float)]
+        items = list(_flatten(summary))
+        numbers = [v for v in items if isinstance(v, float)]
         if numbers and not np.isfinite(numbers).all():     # one vectorised check: T has C^2 cells
             bad = next(v for v in numbers if not np.isfinite(v))
             raise NonFiniteError(f"{where} would hold a non-finite value ({bad}); nothing written")
-        for value in _flatten(summary):
+        for value in items:
             if isinstance(value, dict):
                 _check_finite_summary(value, where)
     elif isinstance(summary, float) and not np.isfinite(summary):

@@ -132,14 +132,9 @@ class LabelState:
         temporaries stay ``CHUNK_ROWS x V x C`` however many rows and classes)."""
         N, _, C = self.labels.shape
         out = torch.empty(N, C, dtype=self.labels.dtype, device=self.labels.device)
-        for rows, block in self._distribution_blocks():
-            out[rows] = block
+        for rows in _row_blocks(N):
+            out[rows] = label_distribution(self.labels[rows]).mean(1)
         return out
-
-    def _distribution_blocks(self):
-        """``(rows, the views' averaged distribution of those rows)`` for blocks of ``CHUNK_ROWS`` rows."""
-        for rows in _row_blocks(len(self.labels)):
-            yield rows, label_distribution(self.labels[rows]).mean(1)
 
     def record(self, meta_loss: float, truth: Optional[torch.Tensor] = None) -> dict:
         """Close an epoch: append its record (label accuracy when ``truth`` is given)."""

@@ -165,7 +165,7 @@ def transition_from_posteriors(prob: np.ndarray, given: np.ndarray, smoothing: f
     """
     C = prob.shape[1]
     T = torch.zeros(C, C, dtype=torch.float64) if counts is None else torch.tensor(counts, dtype=torch.float64)
-    # T[:, g] += p(. | x_i) for the rows given g (index_add_: np.add.at is unbuffered and slow)
+    # T[:, g] += p(. | x_i) for the rows given g, in one scatter-add over the rows
     T.T.index_add_(0, torch.as_tensor(np.asarray(given), dtype=torch.int64),
                    torch.as_tensor(np.asarray(prob), dtype=torch.float64))
     return normalise_counts(T.numpy(), smoothing)

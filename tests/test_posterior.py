@@ -65,7 +65,8 @@ def test_em_re_estimates_the_transition_from_all_rows():
         T_meta = estimate_transition(meta_true, meta_given, T.shape[0])
         results = {}
         for steps in (0, 5):
-            post = bayes_posterior(p, p_meta, given, meta_given, meta_true, T_meta, em_steps=steps)
+            post = bayes_posterior(p, p_meta, given, meta_given, meta_true, T_meta, em_steps=steps,
+                                   smoothing=0.5, prior_std=1.0)
             q, info = post.q, post.info
             results[steps] = (np.abs(np.array(info["transition"]) - T).sum(), (q.argmax(1) == true).mean())
         assert results[5][0] < 0.6 * results[0][0], results
