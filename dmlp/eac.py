@@ -40,8 +40,8 @@ class AuxiliaryClassifier:
         d, C and V: the weight is d x (V*C).
     params : EACParams
         The loss terms and the learning-rate schedule (:class:`dmlp.config.EACParams`).
-    generator : torch.Generator
-        Seeds the initialisation (that of ``nn.Linear``).
+    generator : torch.Generator or None
+        Seeds the initialisation (that of ``nn.Linear``); None: zero weights.
     device, dtype
         Of the weights and the optimiser's moments.
     compute_dtype : torch.dtype
@@ -53,12 +53,13 @@ class AuxiliaryClassifier:
     """
 
     def __init__(self, n_features: int, n_classes: int, n_views: int, params,
-                 generator: torch.Generator, device="cpu", dtype=torch.float32,
+                 generator: Optional[torch.Generator], device="cpu", dtype=torch.float32,
                  compute_dtype=torch.float32):
         self.C, self.V, self.params, self.compute_dtype = n_classes, n_views, params, compute_dtype
         bound = 1.0 / math.sqrt(n_features)  # nn.Linear's default initialisation
-        w = (torch.rand(n_features, n_views * n_classes, generator=generator, dtype=torch.float64) * 2 - 1) * bound
-        b = (torch.rand(n_views * n_classes, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+        uniform = lambda *shape: (torch.zeros(shape, dtype=torch.float64) if generator is None else
+                                  (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound)
+        w, b = uniform(n_features, n_views * n_classes), uniform(n_views * n_classes)
         self.weight = w.to(device=device, dtype=dtype)
         self.bias = b.to(device=device, dtype=dtype)
         # Adam as torch.optim.Adam (betas 0.9/0.999, eps 1e-8, no decay), without its import cost

@@ -16,10 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .config import EACParams
+from .eac import AuxiliaryClassifier
 from .seeds import rng, torch_seed
 
-MINIBATCH = 256        # rows per Adam step
-LEARNING_RATE = 1e-3   # Adam's rate (from zero weights: the softmax regression is convex)
+MINIBATCH = 256        # rows of each half per Adam step
+# Plain softmax regression on soft targets: no balance prior, no meta term, no decay; Adam's rate
+# 1e-3 from zero weights (the problem is convex).
+SOFTMAX_REGRESSION = EACParams(lr=1e-3, lr_decay=1.0, confidence_penalty=0.0, balance_weight=0.0,
+                               forward_correction=False, meta_weight=0.0)
 
 
 @dataclass
@@ -58,33 +63,25 @@ def cross_fitted_proba(store, meta_features: torch.Tensor, targets: np.ndarray, 
     device = meta_features.device
     part = torch.as_tensor(halves(N, seed), device=device)
     Q = torch.as_tensor(targets, dtype=torch.float32, device=device)
-    d = meta_features.shape[1]
-    models = [torch.nn.Linear(d, C).to(device) for _ in range(2)]
-    for m in models:                         # zero start: deterministic, and the problem is convex
-        torch.nn.init.zeros_(m.weight)
-        torch.nn.init.zeros_(m.bias)
-    optimisers = [torch.optim.Adam(m.parameters(), lr=LEARNING_RATE) for m in models]
+    # The two halves' classifiers as the two views of one stacked classifier: a row's target is
+    # zero in the view of the half it does not belong to, so each view fits its own half only.
+    classifier = AuxiliaryClassifier(meta_features.shape[1], C, 2, SOFTMAX_REGRESSION, generator=None,
+                                     device=device)          # float32 products
     generator = torch.Generator().manual_seed(torch_seed(seed, "heldout_order"))
     for epoch in range(max(1, epochs)):
         for k in rng(seed, "heldout_order", epoch).permutation(len(store)):
             rows = store.batches[k]
-            X = store.batch(k).float()
-            for j, (model, opt) in enumerate(zip(models, optimisers)):
-                mine = torch.nonzero(part[rows] == j).squeeze(1)
-                mine = mine[torch.randperm(len(mine), generator=generator).to(device)]
-                for s in range(0, len(mine), MINIBATCH):
-                    b = mine[s:s + MINIBATCH]
-                    opt.zero_grad()
-                    loss = -(Q[rows][b] * torch.log_softmax(model(X[b]), 1)).sum(1).mean()
-                    loss.backward()
-                    opt.step()
+            X, Q_B, part_B = store.batch(k), Q[rows], part[rows]
+            order = torch.randperm(len(X), generator=generator).to(device)
+            for s in range(0, len(order), 2 * MINIBATCH):      # about MINIBATCH rows of each half
+                b = order[s:s + 2 * MINIBATCH]
+                in_half = torch.stack([part_B[b] == 0, part_B[b] == 1]).unsqueeze(-1)    # 2 x b x 1
+                classifier.step(X[b], Q_B[b].unsqueeze(0) * in_half)
     with torch.no_grad():
         train = torch.empty(N, C, device=device)
         for rows in store.batches:
-            X = store.rows(rows).float()
+            p = classifier.predict_proba(store.rows(rows))              # 2 x b x C
             other = (1 - part[rows]).bool()          # judged by the classifier of the other half
-            train[rows] = torch.where(other[:, None], torch.softmax(models[1](X), 1),
-                                      torch.softmax(models[0](X), 1))
-        log_meta = sum(torch.log_softmax(m(meta_features.float()), 1) for m in models) / 2
-        meta = torch.softmax(log_meta, 1)
+            train[rows] = torch.where(other[:, None], p[1], p[0])
+        meta = torch.softmax(classifier.logits(meta_features).float().log_softmax(-1).mean(0), -1)
     return HeldOutEvidence(train.cpu().numpy(), meta.double().cpu().numpy())   # train: float32, as computed

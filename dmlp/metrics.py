@@ -35,10 +35,12 @@ def expected_calibration_error(probs, truth, n_bins: int = 15) -> float:
 
 def roc_auc(scores, positives) -> float:
     """Area under the ROC curve of ``scores`` for the boolean ``positives`` (rank statistic, ties averaged)."""
-    from scipy.stats import rankdata
     scores, positives = np.asarray(scores, dtype=np.float64), np.asarray(positives, dtype=bool)
     n_pos, n_neg = positives.sum(), (~positives).sum()
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rankdata(scores)
+    # average ranks (scipy.stats.rankdata's default, without its 0.4 s import): a run of c tied
+    # values ending at 1-based position u holds ranks u - c + 1 ... u, mean u - (c - 1) / 2
+    _, tie_group, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[tie_group.ravel()]
     return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
