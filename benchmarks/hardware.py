@@ -40,6 +40,20 @@ def cpu_extensions() -> List[str]:
     return [e for e in EXTENSIONS if e in flags]
 
 
+#: Environment variables that cap the instruction set of torch's kernels, MKL's and oneDNN's: set
+#: to AVX2 on an AVX-512 machine, they make it run the path of a CPU without AVX-512 or native bf16.
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
+
+
+def extensions_text() -> str:
+    """The CPU's extensions of :data:`EXTENSIONS` and the instruction set torch's kernels run,
+    e.g. ``"avx2 avx512f; kernels AVX512"``, with any cap of :data:`ISA_CAPS` that is set."""
+    import torch
+    caps = [f"{v}={os.environ[v]}" for v in ISA_CAPS if os.environ.get(v)]
+    kernels = torch.backends.cpu.get_cpu_capability() + (f" (capped: {', '.join(caps)})" if caps else "")
+    return f"{' '.join(cpu_extensions()) or 'none of ' + '/'.join(EXTENSIONS)}; kernels {kernels}"
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -59,7 +73,7 @@ def machine_info(device: str = "cpu") -> Dict[str, str]:
     """Date, CPU model and extensions, cores, torch threads, versions and the device's name."""
     import torch
     return {"date": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-            "cpu": cpu_model(), "extensions": " ".join(cpu_extensions()) or "none of " + "/".join(EXTENSIONS),
+            "cpu": cpu_model(), "extensions": extensions_text(),
             "cores": f"{usable_cores()} usable of {os.cpu_count()}",
             "torch_threads": str(torch.get_num_threads()), "torch": torch.__version__,
             "python": platform.python_version(), "device": device_name(device)}

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.hardware import cpu_extensions, cpu_model, device_name, header  # noqa: E402
+from benchmarks.hardware import cpu_model, device_name, extensions_text, header  # noqa: E402
 from benchmarks.loader import (DEFAULT_DATA, REPO_ROOT, Cifar, benchmark_noise, load_cifar, log,  # noqa: E402
                                parse_setting)
 from benchmarks.measure import PHASES, PeakMemory, phase_seconds, process_seconds, warm_up  # noqa: E402
@@ -46,7 +46,7 @@ SPEED_COLUMNS = ["part", "config", "CPU", "vector extensions", "device", "comput
 def hardware_row(device: str) -> dict:
     """The hardware columns every row of the table repeats."""
     import torch
-    return {"cpu": cpu_model(), "extensions": " ".join(cpu_extensions()) or "–",
+    return {"cpu": cpu_model(), "extensions": extensions_text(),
             "device": device_name(device), "threads": torch.get_num_threads()}
 
 

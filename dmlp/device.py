@@ -35,14 +35,19 @@ def resolve_device(device: str) -> torch.device:
 
 
 def native_bf16_cpu() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX).
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX) and torch's kernels
+    may use it.
 
-    Then bf16 products run 2-3x faster than float32 ones; emulated, they would be slower.
+    Then bf16 products run 2-3x faster than float32 ones; emulated, they would be slower.  A
+    process whose kernels are capped below AVX-512 (``ATEN_CPU_CAPABILITY=avx2``, as when an
+    AVX-512 machine stands in for an AVX2 one) is treated as the capped CPU: float32.
     """
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((line for line in f if line.startswith("flags")), "").split()
     except OSError:
+        return False
+    if torch.backends.cpu.get_cpu_capability() in ("DEFAULT", "NO AVX", "AVX2"):
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

@@ -150,3 +150,26 @@ def test_meta_auto_runs_without_the_held_out_expert():
     cfg = load_config("default")
     assert cfg.decision.heldout_fraction > 0
     assert auto_meta_config(cfg) == cfg.replace(heldout_fraction=0.0, audit=True)
+
+
+def test_auto_compute_dtype_follows_the_kernels_torch_may_use(monkeypatch):
+    """bfloat16 only where the CPU multiplies it natively and torch's kernels are not capped below
+    AVX-512 (``ATEN_CPU_CAPABILITY=avx2`` makes an AVX-512 machine run as an AVX2 one); never on a GPU."""
+    import builtins
+    import io
+
+    import torch
+
+    from dmlp.device import native_bf16_cpu, resolve_compute_dtype
+    flags = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16\n"
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: io.StringIO(flags) if f == "/proc/cpuinfo" else real_open(f, *a, **k))
+    for capability, native in (("AVX512", True), ("AVX2", False), ("DEFAULT", False)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda c=capability: c)
+        assert native_bf16_cpu() is native
+        assert resolve_compute_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if native else torch.float32)
+        assert resolve_compute_dtype("auto", torch.device("cuda")) == torch.float32
+        assert resolve_compute_dtype("float32", torch.device("cpu")) == torch.float32
+    flags = "flags\t\t: fpu sse2 avx2 avx512f\n"
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert not native_bf16_cpu()

@@ -1,5 +1,6 @@
 """The speed benchmark's per-hardware table (benchmarks/speed.py) on a 2,000-row folder, 2 epochs."""
 import pytest
+import torch
 
 import bench_helpers
 from bench_helpers import one_thread  # noqa: F401 (a fixture)
@@ -38,8 +39,9 @@ def test_table_names_the_hardware_and_every_phase(speed_rows):
     for r in rows:
         assert r["CPU"] == cpu_model() and r["threads"] == "1" and r["rows"] == "1800" and r["epochs"] == "2"
         assert r["compute dtype"] in ("float32", "bfloat16")
-        assert set(r["vector extensions"].split()) <= set(EXTENSIONS) | {"–"}
-        assert r["vector extensions"] == (" ".join(cpu_extensions()) or "–")
+        flags, kernels = r["vector extensions"].split("; kernels ")
+        assert flags == (" ".join(cpu_extensions()) or "none of " + "/".join(EXTENSIONS))
+        assert kernels.split()[0] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_phases_add_up_to_the_total(speed_rows):
@@ -69,3 +71,6 @@ def test_cpu_model_and_extensions_read_proc_cpuinfo(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", lambda f, *a, **k: real_open(info if f == "/proc/cpuinfo" else f, *a, **k))
     assert hardware.cpu_model() == "Test CPU 9000"
     assert hardware.cpu_extensions() == ["avx2", "avx512f", "amx_bf16"]
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert hardware.extensions_text() == "avx2 avx512f amx_bf16; kernels AVX2 (capped: ATEN_CPU_CAPABILITY=avx2)"
