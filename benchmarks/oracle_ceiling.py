@@ -6,8 +6,8 @@ Any purifier of this family combines some ``p(c | x)`` learned from the features
 given label through ``T``.  This measures that product with the two things no purifier has:
 a classifier trained on the *clean* labels of every training row (2-fold cross-fitted, so each
 row is judged by a model that did not see it), and the *true* T counted on all rows.  The
-classifier's exponent and T's are fitted on the 1,000 meta rows (:func:`dmlp.posterior.fit_exponents`,
-the default's calibration), then
+classifier's exponent and T's are fitted on the 1,000 meta rows (:func:`dmlp.posterior.fit_exponents`
+with a N(1, 1) prior on each), then
 
     q(c | x, g)  proportional to  p_oracle(c | x)^a * T_true[c, g]^t
 
@@ -81,7 +81,9 @@ def oracle_accuracy(proba: np.ndarray, truth: np.ndarray, noisy: np.ndarray, met
     from dmlp.posterior import apply_posterior, fit_exponents
     from dmlp.transition import estimate_transition
     T = estimate_transition(truth, noisy, n_classes, 1e-3)
-    w = fit_exponents([safe_log(proba[meta]), safe_log(T[:, noisy[meta]].T)], truth[meta])
+    # N(1, 1): the oracle's experts are a clean-label classifier and the true T; the default's
+    # tighter prior (exponent_prior_std) guards noisy in-sample experts, which the oracle has not
+    w = fit_exponents([safe_log(proba[meta]), safe_log(T[:, noisy[meta]].T)], truth[meta], prior_std=1.0)
     q = apply_posterior(w, T, [safe_log(proba[rows])], noisy[rows])
     return float((q.argmax(1) == truth[rows]).mean())
 

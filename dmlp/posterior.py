@@ -42,7 +42,7 @@ log = logging.getLogger("dmlp")
 # --- calibrated combination ---------------------------------------------------------------------
 
 def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
-                  iters: int = 50, prior_std: float = 1.0) -> np.ndarray:
+                  iters: int = 50, *, prior_std: float) -> np.ndarray:
     """Non-negative exponents of a product of experts, by maximum a posteriori of ``truth``.
 
     The negative log-likelihood is that of a multinomial logit in the exponents, so it is

@@ -219,7 +219,7 @@ def test_fit_exponents_recovers_the_informative_expert():
     good = np.full((n, C), 0.1)
     good[np.arange(n), truth] = 0.7                            # calibrated, informative
     noise = rng.dirichlet(np.ones(C), n)                       # uninformative
-    w = fit_exponents([np.log(good), np.log(noise)], truth)
+    w = fit_exponents([np.log(good), np.log(noise)], truth, prior_std=1.0)
     assert w[0] > 0.8 and w[1] < 0.2
 
 
@@ -242,7 +242,7 @@ def test_fit_exponents_reaches_the_constrained_optimum():
         z = z - z.max(1, keepdims=True)
         return -(z[np.arange(n), truth] - np.log(np.exp(z).sum(1))).mean() + 0.5 * ((w - 1) ** 2).sum() / n
 
-    w = fit_exponents(terms, truth)
+    w = fit_exponents(terms, truth, prior_std=1.0)
     ref = minimize(objective, np.ones(3), method="L-BFGS-B", bounds=[(0.0, 20.0)] * 3)
     assert objective(w) <= ref.fun + 1e-7
     assert w[2] == 0.0
@@ -256,5 +256,5 @@ def test_fit_exponents_stay_finite_on_separable_evidence():
     truth = rng.integers(0, C, n)
     P = np.full((n, C), 0.1)
     P[np.arange(n), truth] = 0.7
-    w = fit_exponents([np.log(P)], truth)
+    w = fit_exponents([np.log(P)], truth, prior_std=1.0)
     assert 1.0 < w[0] < 10.0
