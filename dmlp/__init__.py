@@ -5,10 +5,17 @@
 >>> from dmlp import purify, load_config
 >>> result = purify(features, noisy_labels, meta_features, meta_labels, load_config("default"))  # doctest: +SKIP
 """
-from .config import Config, load_config
-from .data import Dataset, load_dataset
-from .errors import InputError
-from .pipeline import DatasetResult, purify_dataset
+import os as _os
+
+# OpenMP threads that wait by sleeping, not spinning: spinning threads take the cores that other
+# processes on the machine need (docs/deviations.md D).  Read once, when torch loads: a value
+# set by the user, or torch imported before dmlp, wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .config import Config, load_config  # noqa: E402
+from .data import Dataset, load_dataset  # noqa: E402
+from .errors import InputError  # noqa: E402
+from .pipeline import DatasetResult, purify_dataset  # noqa: E402
 import sys as _sys
 import types as _types
 

@@ -244,7 +244,17 @@ def prepare_dataset_run(data: Union[Dataset, str, Path], config: Optional[Config
     data = data if isinstance(data, Dataset) else load_dataset(data)
     cfg = config if config is not None else load_config("default")
     if cfg.run.n_classes and cfg.run.n_classes != data.n_classes:
-        raise InputError(f"config {cfg.name}: n_classes = {cfg.run.n_classes} but the labels in {data.folder} "
+        k = cfg.run.n_classes
+        beyond = [(name, labels) for name, labels in (("trainlabels.npy", data.noisy_labels),
+                  ("correctlabels.npy", data.true_labels), ("metalabels.npy", data.meta_labels))
+                  if labels is not None and (labels >= k).any()]
+        if beyond:                  # a label past the config's classes: most likely the label is wrong
+            name, labels = beyond[0]
+            row = int(np.argmax(labels >= k))
+            raise InputError(f"config {cfg.name}: n_classes = {k}, but {name} has label {int(labels[row])} at "
+                             f"row {row} (labels must be 0..{k - 1}): correct that label, or set n_classes "
+                             "in the config to the data's class count")
+        raise InputError(f"config {cfg.name}: n_classes = {k} but the labels in {data.folder} "
                          f"have {data.n_classes} classes (labels 0..{data.n_classes - 1}); run without "
                          "--config, or use a config for this data")
     cfg = cfg.replace(n_classes=data.n_classes, data=str(data.folder))   # as summary.json records it

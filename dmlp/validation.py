@@ -82,10 +82,12 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
     labels = array.astype(np.int64)
     floor = -1 if allow_unknown else 0
     if labels.size and labels.min() < floor:
-        raise InputError(f"{name}: negative label {int(labels.min())} (labels must be 0..C-1"
+        row = int(np.argmax(labels < floor))
+        raise InputError(f"{name}: negative label {int(labels[row])} at row {row} (labels must be 0..C-1"
                          f"{', or -1 for unknown' if allow_unknown else ''})")
     if n_classes is not None and labels.size and labels.max() >= n_classes:
-        raise InputError(f"{name}: label {int(labels.max())} out of range for {n_classes} classes"
+        row = int(np.argmax(labels >= n_classes))
+        raise InputError(f"{name}: label {int(labels[row])} at row {row} out of range for {n_classes} classes"
                          f"{one_based_hint(labels, n_classes)}")
     return labels
 

@@ -5,6 +5,8 @@ import os
 import sys
 from pathlib import Path
 
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # as dmlp sets it, before any test imports torch
+
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]

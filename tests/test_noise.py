@@ -358,9 +358,9 @@ def test_cli_instance(tmp_path):
 
 @pytest.mark.parametrize("labels,args,needles", [
     (np.arange(300) % 10 + 1, [], ["correctlabels.npy", "label 0 never occurs", "1-based", "subtract 1"]),
-    (np.arange(300) % 10 + 1, ["--dataset", "cifar10"], ["label 10 out of range for 10 classes", "1-based"]),
+    (np.arange(300) % 10 + 1, ["--dataset", "cifar10"], ["label 10 at row 9 out of range for 10 classes", "1-based"]),
     (np.arange(300) % 20, ["--dataset", "cifar100"], ["has 20 classes", "leave out --dataset"]),
-    (np.arange(300) % 20, ["--dataset", "cifar10"], ["label 19 out of range for 10 classes"]),
+    (np.arange(300) % 20, ["--dataset", "cifar10"], ["label 10 at row 10 out of range for 10 classes"]),
 ])
 def test_cli_class_count_messages(tmp_path, labels, args, needles):
     src = _folder(tmp_path, labels)
@@ -374,7 +374,7 @@ def test_cli_testlabels_must_fit_the_class_count(tmp_path):
     np.save(src / "testfeatures.npy", np.zeros((10, 5), np.float32))
     np.save(src / "testlabels.npy", np.arange(10))
     assert_cli_error(run_script("--features-dir", src, "--mode", "sym", "--rate", 0.2, "--out", tmp_path / "o"),
-                     "testlabels.npy", "label 9 out of range for 5 classes", "correctlabels.npy")
+                     "testlabels.npy", "label 5 at row 5 out of range for 5 classes", "correctlabels.npy")
 
 
 @pytest.mark.parametrize("args,needles", [

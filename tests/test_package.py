@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -95,3 +96,15 @@ def test_noise_refuses_wrong_dataset_and_exclude_true_with_asym(tmp_path, capsys
     assert dmlp_main(base + ["--out", str(tmp_path / "b"), "--mode", "asym", "--exclude-true"]) == 2
     assert "--exclude-true: applies to synthetic --mode sym only" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_importing_dmlp_makes_openmp_threads_sleep_while_they_wait():
+    """OMP_WAIT_POLICY=PASSIVE unless the user set a policy: spinning waits slow down every other
+    process on a shared machine (docs/deviations.md D)."""
+    code = "import os, dmlp; print(os.environ.get('OMP_WAIT_POLICY'))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "ACTIVE"
