@@ -143,7 +143,7 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
         naming, source = {"argument": meta_index_name}, f"rows from {meta_index_name}"
     elif auto:
         from .scaling import fit_feature_scaling
-        size = meta_size or max(config.run.n_classes or C, int(round(config.meta.auto_fraction * N)))
+        size = meta_size or auto_meta_size(N, config.run.n_classes or C, config.meta.auto_fraction)
         _require_a_row_a_class(size, C, "trusted example: a meta size of at least {C}",
                                argument="meta_size", value=size)
         everything = RowSubset(data.train_features, np.arange(N))
@@ -164,6 +164,20 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
     if len(idx) >= N:
         raise InputError(f"the meta set takes all {N} training rows, none is left to purify", **naming)
     return MetaSelection(_meta_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
+
+
+#: ``--meta auto`` picks at least this many rows a class where a tenth of the rows allows: with one
+#: trusted row a class, IPC's meta gradient and the exponent fit have too little to go on
+#: (docs/deviations.md, section C).
+AUTO_META_ROWS_A_CLASS = 4
+
+
+def auto_meta_size(n_rows: int, n_classes: int, fraction: float) -> int:
+    """How many rows ``--meta auto`` picks: ``fraction`` of the rows, at least
+    :data:`AUTO_META_ROWS_A_CLASS` a class where a :data:`SMALL_SET_META_SHARE`-th of the rows
+    allows, and at least one a class."""
+    return max(n_classes, int(round(fraction * n_rows)),
+               min(AUTO_META_ROWS_A_CLASS * n_classes, n_rows // SMALL_SET_META_SHARE))
 
 
 #: A drawn meta set takes at most one row in this many (at least one a class) unless its size is

@@ -123,3 +123,15 @@ def test_a_drawn_meta_set_takes_at_most_a_tenth_of_a_small_set(tmp_path):
     assert "capped at a 10th of the 600 rows" not in result.prepared.meta.source
     with pytest.raises(InputError, match=r"^meta_size=5: meta set has 5 rows, fewer than the 10 classes"):
         purify_dataset(data, auto_meta=True, meta_size=5)
+
+
+@pytest.mark.parametrize("n_rows,n_classes,size", [
+    (50000, 10, 1000),      # CIFAR-10: 2 % of the rows
+    (9000, 10, 180),        # the demo: 2 % is already 18 a class
+    (1200, 30, 120),        # 30 classes of 40 rows: 4 a class (2 % would be 24, under one a class)
+    (4000, 200, 400),       # 200 classes of 20 rows: a tenth of the rows, 2 a class
+    (5000, 1000, 1000),     # 5 rows a class: still one a class
+])
+def test_auto_meta_size_keeps_a_few_rows_a_class_where_the_data_allow(n_rows, n_classes, size):
+    from dmlp.pipeline import auto_meta_size
+    assert auto_meta_size(n_rows, n_classes, 0.02) == size
