@@ -200,7 +200,8 @@ def _validated(folder: Path, arrays: dict, n_classes: int, *, check_finite: bool
                           ("testlabels.npy", test_raw), ("metalabels.npy", meta_raw)):
             a = np.asarray(arr) if arr is not None else np.zeros(0)
             if a.size and a.dtype.kind in "iuf" and np.isfinite(a).all() and int(np.max(a)) + 1 > n_classes:
-                n_classes, n_classes_from = int(np.max(a)) + 1, name
+                n_classes = int(np.max(a)) + 1
+                n_classes_from = f"{name} (row {int(np.argmax(a))})"     # where a mistaken label would sit
     if n_classes_from is not None:                      # inferred: 1..C labels would add a class 0
         seen = [np.asarray(a) for a in (noisy_raw, true_raw) if a is not None]
         if all(a.size and a.dtype.kind in "iu" and not (a == 0).any() for a in seen):

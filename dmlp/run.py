@@ -422,7 +422,9 @@ def _print_summary(s, out):
         lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
                      "(no ground truth for these rows: nothing to measure against)")
     audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
-    if audit is not None:
+    if audit is not None and audit["n_changed"] == 0:
+        lines.append("  check without ground truth: no label changed, nothing to check")
+    elif audit is not None:
         verdict = ("better: the purified labels are kept" if audit["purified_better"] else
                    "no better: the given labels are kept")
         lines.append(f"  check without ground truth: a classifier fitted on the purified labels agrees with held-out "

@@ -77,3 +77,16 @@ def test_prior_strength_follows_how_well_rows_fit_the_pooled_model():
         asymmetric[c] = np.bincount(np.where(rng.random(500) < 0.6, c, (c + 1) % C), minlength=C)
     assert prior_strength(symmetric, 0.5) >= 0.5 * C * STRENGTH_GRID[-3]
     assert prior_strength(asymmetric, 0.5) <= 0.5 * C * STRENGTH_GRID[2]
+
+
+def test_summary_line_of_the_check(capsys):
+    """The summary line states the verdict, or that no label changed (no 0 % against 0 % verdict)."""
+    from dmlp.audit import LabelAudit
+    from dmlp.run import _print_summary
+    base = {"config_name": "default", "data": "d", "n_purified": 10, "n_meta": 2, "meta_source": "auto",
+            "n_classes": 3, "device": "cpu", "n_changed": 0, "seconds": 1.0, "estimated_noise_rate": 0.1}
+    _print_summary({**base, "notes": {"label_audit": LabelAudit(0, 0.0, 0.0, True).to_dict()}}, "out")
+    assert "check without ground truth: no label changed, nothing to check" in capsys.readouterr().out
+    _print_summary({**base, "n_changed": 4, "notes": {"label_audit": LabelAudit(4, 0.3, 0.4, False).to_dict()}}, "out")
+    assert "on 30.00 % of rows, one fitted on the given labels on 40.00 %: no better: the given labels are kept" \
+        in capsys.readouterr().out
