@@ -306,6 +306,11 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         log.warning("the meta set takes %d of the %d training rows (%.0f %%); they keep their clean labels and "
                     "are not purified: a smaller --meta-size leaves more rows to purify", n_meta, n_rows,
                     100.0 * n_meta / n_rows)
+    lone = np.nonzero(np.bincount(data.noisy_labels, minlength=data.n_classes) == 1)[0]
+    if len(lone):               # often a mistaken label, which also sets the class count
+        rows = [int(np.argmax(data.noisy_labels == c)) for c in lone[:5]]
+        log.warning("trainlabels.npy: class %s has a single row (row %s)%s; if a label is a mistake, correct it",
+                    ", ".join(map(str, lone[:5])), ", ".join(map(str, rows)), ", ..." if len(lone) > 5 else "")
     try:
         return _run(args, prepared, out, fingerprint, checkpoint, t0, phase)
     except BaseException:

@@ -3,6 +3,7 @@ the report picture, and the benchmark command outside a checkout."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -65,3 +66,20 @@ def test_meta_auto_writes_beside_the_clean_meta_run(tmp_path, monkeypatch):
     assert _resolve_inputs(args)[2] == tmp_path / "runs" / "blobs"
     args.meta = "auto"
     assert _resolve_inputs(args)[2] == tmp_path / "runs" / "blobs_meta_auto"
+
+
+def test_a_class_of_a_single_row_is_named_with_its_row(tmp_path, caplog):
+    """A class with one given row (often a mistaken label, which also sets the class count) is warned
+    about, with its row, and the run goes on."""
+    from dmlp.run import cli
+    r = np.random.default_rng(0)
+    y = np.arange(300) % 4
+    X = (r.normal(size=(300, 8)) + 3 * np.eye(8)[y]).astype(np.float32)
+    noisy = y.copy(); noisy[37] = 4                   # a typo: class 4 has this one row
+    for name, a in (("trainfeatures.npy", X), ("trainlabels.npy", noisy), ("correctlabels.npy", y)):
+        np.save(tmp_path / name, a)
+    with caplog.at_level(logging.WARNING, logger="dmlp"):
+        assert cli(["--data", str(tmp_path), "--meta", "auto", "--out", str(tmp_path / "o"), "--epochs", "2",
+                    "--quiet"]) == 0
+    assert "trainlabels.npy: class 4 has a single row (row 37); if a label is a mistake, correct it" in \
+        [r.getMessage() for r in caplog.records]
