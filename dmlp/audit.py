@@ -21,6 +21,11 @@ import torch
 from .ridge import SMALL_SET_RIDGE, ridge_from_moments
 from .seeds import rng
 
+#: The given-label classifier's balanced agreement with held-out given labels must beat
+#: predictions blind to the rows at this permutation p-value before any change is accepted.
+INFORMATION_LEVEL = 0.01
+INFORMATION_PERMUTATIONS = 199
+
 
 @dataclass(frozen=True)
 class LabelAudit:
@@ -29,6 +34,7 @@ class LabelAudit:
     support_purified: float    # held-out agreement with the given labels, classifier fitted on the purified labels
     support_given: float       # the same, classifier fitted on the given labels
     purified_better: bool      # the purified labels are estimated to beat the given ones
+    information_p: float = 1.0  # permutation p-value of the given-label classifier's balanced agreement
 
     def to_dict(self) -> dict:
         """The fields as plain JSON-able values (as summary.json records them)."""
@@ -106,8 +112,10 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
     Returns
     -------
     LabelAudit
-        ``purified_better`` unless the classifier fitted on the purified labels agrees less often
-        with the held-out given labels than the classifier fitted on the given labels (a tie is
+        ``purified_better`` when the features carry evidence about the given labels
+        (:func:`information_p_value` of the given-label classifier at most
+        :data:`INFORMATION_LEVEL`) and the classifier fitted on the purified labels agrees at least
+        as often with the held-out given labels as the one fitted on the given labels (a tie is
         no evidence against the purifier).
     """
     changed = int((purified != given).sum())
@@ -115,4 +123,49 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
         return LabelAudit(0, 0.0, 0.0, True)
     scores = cross_fitted_ridge_scores(store, np.stack([purified, given]), n_classes, ridge=ridge, seed=seed)
     for_purified, for_given = (float((s.argmax(1) == given).mean()) for s in scores)
-    return LabelAudit(changed, for_purified, for_given, for_purified >= for_given)
+    p = information_p_value(scores[1].argmax(1), given, n_classes, seed=seed)
+    return LabelAudit(changed, for_purified, for_given, bool(p <= INFORMATION_LEVEL and for_purified >= for_given), p)
+
+
+def balanced_agreement(predicted: np.ndarray, given: np.ndarray, n_classes: int) -> float:
+    """Mean over the present given classes of the share of a class's rows predicted as that class.
+
+    Any prediction made without looking at the rows (a constant, or classes drawn in any
+    proportions) has expectation ``1 / C`` (C present classes), whatever the class sizes: unlike
+    plain agreement, predicting the largest class earns nothing.
+    """
+    counts = np.bincount(given, minlength=n_classes)
+    present = counts > 0
+    hits = np.bincount(given[predicted == given], minlength=n_classes)
+    return float((hits[present] / counts[present]).mean())
+
+
+def information_p_value(predicted: np.ndarray, given: np.ndarray, n_classes: int, *, seed: int,
+                        permutations: int = INFORMATION_PERMUTATIONS) -> float:
+    """Permutation p-value of :func:`balanced_agreement` against predictions blind to the rows.
+
+    The predictions are shuffled across the rows (which keeps their class proportions and
+    breaks any link with the rows), ``permutations`` times; the p-value is the share of
+    shuffles, the observed order counted as one, whose balanced agreement reaches the observed
+    one.  A permutation test, because with classes of a few rows the agreement's distribution
+    is too skewed for a normal approximation.
+
+    Parameters
+    ----------
+    predicted, given : np.ndarray of int, shape (N,)
+        Held-out predictions and the given labels of the same rows.
+    n_classes : int
+    seed : int
+        Seeds the shuffles (stream ``"audit_permutations"``).
+    permutations : int
+
+    Returns
+    -------
+    float
+        In ``[1 / (permutations + 1), 1]``.
+    """
+    observed = balanced_agreement(predicted, given, n_classes)
+    shuffle = rng(seed, "audit_permutations")
+    reached = sum(balanced_agreement(shuffle.permutation(predicted), given, n_classes) >= observed
+                  for _ in range(permutations))
+    return (1 + reached) / (1 + permutations)

@@ -426,9 +426,15 @@ def _print_summary(s, out):
     else:
         lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
                      "(no ground truth for these rows: nothing to measure against)")
+    from .audit import INFORMATION_LEVEL    # here: the module needs torch, which a bad input never loads
     audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
     if audit is not None and audit["n_changed"] == 0:
         lines.append("  check without ground truth: no label changed, nothing to check")
+    elif audit is not None and audit.get("information_p", 0.0) > INFORMATION_LEVEL:
+        lines.append("  check without ground truth: a classifier fitted on the given labels predicts held-out given labels "
+                     f"no better than chance (permutation p = {audit['information_p']:.3f}, "
+                     f"{INFORMATION_LEVEL:g} needed): the features carry no evidence to change labels by, "
+                     "the given labels are kept")
     elif audit is not None:
         verdict = ("better: the purified labels are kept" if audit["purified_better"] else
                    "no better: the given labels are kept")

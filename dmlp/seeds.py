@@ -21,6 +21,7 @@ STREAMS = {
     "graph_index": 8,      # the kNN search's inverted-file centroids (and faiss's training sample)
     "eac_init": 9,         # EAC's initial weights
     "audit_halves": 10,    # rows -> the two halves of the audit's held-out estimator
+    "audit_permutations": 11,  # the audit's shuffles of held-out predictions (its test against chance)
 }
 
 

@@ -87,6 +87,41 @@ def test_summary_line_of_the_check(capsys):
             "n_classes": 3, "device": "cpu", "n_changed": 0, "seconds": 1.0, "estimated_noise_rate": 0.1}
     _print_summary({**base, "notes": {"label_audit": LabelAudit(0, 0.0, 0.0, True).to_dict()}}, "out")
     assert "check without ground truth: no label changed, nothing to check" in capsys.readouterr().out
-    _print_summary({**base, "n_changed": 4, "notes": {"label_audit": LabelAudit(4, 0.3, 0.4, False).to_dict()}}, "out")
+    _print_summary({**base, "n_changed": 4, "notes": {"label_audit": LabelAudit(4, 0.3, 0.4, False, 0.005).to_dict()}},
+                   "out")
     assert "on 30.00 % of rows, one fitted on the given labels on 40.00 %: no better: the given labels are kept" \
         in capsys.readouterr().out
+    _print_summary({**base, "n_changed": 4, "notes": {"label_audit": LabelAudit(4, 0.4, 0.3, False, 0.31).to_dict()}},
+                   "out")
+    assert ("predicts held-out given labels no better than chance (permutation p = 0.310, 0.01 needed): "
+            "the features carry no evidence to change labels by, the given labels are kept") in capsys.readouterr().out
+
+
+def test_balanced_agreement_is_chance_for_any_prediction_blind_to_the_rows():
+    """A constant prediction, or classes drawn in any proportions, sits at chance whatever the
+    class sizes (p-values spread over (0, 1]); predictions that follow the labels do not."""
+    from dmlp.audit import INFORMATION_LEVEL, balanced_agreement, information_p_value
+    rng = np.random.default_rng(0)
+    given = np.repeat(np.arange(6), [500, 200, 100, 60, 30, 10])      # long tail
+    assert balanced_agreement(np.zeros_like(given), given, 6) == 1 / 6     # the largest class: chance
+    assert information_p_value(np.zeros_like(given), given, 6, seed=0) == 1.0
+    blind = [information_p_value(rng.choice(6, len(given), p=p), given, 6, seed=s, permutations=99)
+             for p in ([0.8, 0.1, 0.04, 0.03, 0.02, 0.01], np.full(6, 1 / 6)) for s in range(10)]
+    assert min(blind) > INFORMATION_LEVEL and np.median(blind) > 0.2
+    noisy_copy = np.where(rng.random(len(given)) < 0.8, rng.integers(0, 6, len(given)), given)
+    assert information_p_value(noisy_copy, given, 6, seed=0) == 1 / 200
+
+
+def test_audit_keeps_the_given_labels_when_the_features_say_nothing():
+    """Features independent of the labels: labels moved to the largest class train a classifier
+    that agrees more often with the held-out given labels (it predicts the largest class), but
+    the given-label classifier is at chance, so the check keeps the given labels."""
+    rng = np.random.default_rng(1)
+    given = np.repeat(np.arange(8), [600, 150, 100, 60, 40, 25, 15, 10])
+    X = rng.normal(size=(len(given), 16)).astype(np.float32)
+    store, order = _store(X)
+    moved = given.copy()
+    moved[rng.random(len(given)) < 0.5] = 0
+    audit = audit_changes(store, given[order], moved[order], 8, ridge=1e-3, seed=0)
+    assert audit.support_purified > audit.support_given           # the raw comparison alone would keep them
+    assert audit.information_p > 0.01 and not audit.purified_better
