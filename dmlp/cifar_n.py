@@ -180,6 +180,12 @@ def cifar_n_labels(path, noise_type: str, correct_labels=None) -> np.ndarray:
     kind = lookup_noise_type(noise_type)
     path = Path(path)
     obj = load_cifar_n_file(path)
+    if kind.noisy_key not in obj:
+        fitting = [t for t, k in NOISE_TYPES.items() if k.noisy_key in obj and k.clean_key in obj]
+        if fitting:         # a file of the other CIFAR-N: name the types it does hold
+            raise InputError(f"--cifar-n {path.name}: has no key {kind.noisy_key!r}: --noise-type {noise_type} is "
+                             f"for {kind.dataset.upper()}N files, and this file holds the types "
+                             f"{', '.join(fitting)} (pass one of them as --noise-type)")
     noisy = _as_labels(obj, kind.noisy_key, path, kind.n_classes)
     clean = _as_labels(obj, kind.clean_key, path, kind.n_classes)
     if clean.shape != noisy.shape:

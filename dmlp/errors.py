@@ -5,7 +5,7 @@ raises :class:`InputError` with a one-line message that names the file or option
 wrong.  The command-line entry points turn it into ``error: <message>`` on stderr and exit
 code 2 (see :func:`dmlp.cli.run_cli`); library callers get an ordinary ``ValueError`` subclass.
 """
-
+import re
 
 _NO_VALUE = object()
 
@@ -36,19 +36,26 @@ class InputError(ValueError):
         super().__init__(text)
 
     def for_flags(self, flags: dict) -> "InputError":
-        """The same error naming a command-line flag: ``flags`` maps argument names to flags.
+        """The same error in a command line's words: ``flags`` maps library names to flags.
+
+        The argument at fault and every option the message suggests (``meta_index``,
+        ``auto_meta=True``) are named by their flags instead.
 
         Returns
         -------
         InputError
-            ``--meta-size 5: ...`` for ``argument="meta_size"``, ``value=5`` and
-            ``flags={"meta_size": "--meta-size"}``; ``self`` when its argument has no flag.
+            ``--meta-size 5: ... give --meta-index ...`` for ``argument="meta_size"``, ``value=5``,
+            a message suggesting ``meta_index`` and ``flags={"meta_size": "--meta-size",
+            "meta_index": "--meta-index"}``.
         """
+        message = self.message
+        for name in sorted(flags, key=len, reverse=True):       # auto_meta=True before auto_meta
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w=])", flags[name], message)
         flag = flags.get(self.argument) if self.argument else None
         if flag is None:
-            return self
+            return self if message == self.message else type(self)(message, argument=self.argument, value=self.value)
         name = flag if self.value is _NO_VALUE else f"{flag} {self.value}"
-        return type(self)(f"{name}: {self.message}")
+        return type(self)(f"{name}: {message}")
 
 
 class NonFiniteError(InputError):

@@ -46,16 +46,19 @@ def check_flip_map(mapping, n_classes: int, name: str = "flip_map") -> dict:
         raise InputError(f"{name}: the flip map is empty (expected pairs such as 3 -> 5)")
     out = {}
     for src, dst in mapping.items():
-        for value in (src, dst):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise InputError(f"{name}: class {value!r} is not an integer")
-            if not 0 <= value < n_classes:
-                raise InputError(f"{name}: class {value} out of range for {n_classes} classes "
-                                 f"(classes are 0..{n_classes - 1})")
-        out[int(src)] = int(dst)
+        out[_in_range(src, n_classes, name)] = _in_range(dst, n_classes, name)
     if all(src == dst for src, dst in out.items()):
         raise InputError(f"{name}: every class of the flip map maps to itself; it would change no label")
     return out
+
+
+def _in_range(value, n_classes: int, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{where}: class {value!r} is not an integer")
+    if not 0 <= value < n_classes:
+        raise InputError(f"{where}: class {value} out of range for {n_classes} classes "
+                         f"(classes are 0..{n_classes - 1})")
+    return int(value)
 
 
 def _class(text: str, where: str) -> int:
@@ -89,7 +92,7 @@ def _parse_json(text: str, name: str) -> dict:
     return data
 
 
-def _parse_csv(text: str, name: str) -> dict:
+def _parse_csv(text: str, name: str, n_classes: int) -> dict:
     pairs = {}
     for lineno, row in enumerate(csv.reader(text.splitlines()), 1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
@@ -99,7 +102,7 @@ def _parse_csv(text: str, name: str) -> dict:
             raise InputError(f"{where}: expected two fields from,to, got {len(row)}")
         if not pairs and [f.strip().lower() for f in row] == ["from", "to"]:
             continue                                   # the optional header
-        _add(pairs, _class(row[0], where), _class(row[1], where), where)
+        _add(pairs, *(_in_range(_class(f, where), n_classes, where) for f in row), where)
     return pairs
 
 
@@ -130,5 +133,5 @@ def read_flip_map(path, n_classes: int) -> dict:
     except UnicodeDecodeError:
         raise InputError(f"{name}: not a text file (expected a JSON object or from,to lines)") from None
     start = text.lstrip()[:1]
-    pairs = _parse_json(text, name) if start in ("{", "[") else _parse_csv(text, name)
+    pairs = _parse_json(text, name) if start in ("{", "[") else _parse_csv(text, name, n_classes)
     return check_flip_map(pairs, n_classes, name)

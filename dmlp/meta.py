@@ -146,7 +146,7 @@ def auto_meta_indices(features, noisy_labels: np.ndarray, n_classes: int, size: 
     for c in range(n_classes):
         rows = np.nonzero(noisy_labels == c)[0]
         if len(rows) == 0:
-            raise InputError(f"--meta auto: class {c} has no row in trainlabels.npy, so no row can vouch for it "
+            raise InputError(f"auto_meta=True: class {c} has no row in trainlabels.npy, so no row can vouch for it "
                              "(the classes must be numbered 0..C-1 with every one present: renumber the labels"
                              f"{one_based_hint(noisy_labels)})")
         chosen.append(rows[np.argsort(-score[rows], kind="stable")[:per_class]])

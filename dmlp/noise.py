@@ -298,7 +298,7 @@ def noise_report(true, noisy, n_classes: Optional[int] = None) -> dict:
     per_class = []
     for c in range(n_classes):
         row = int(confusion[c].sum())
-        per_class.append(float(1.0 - confusion[c, c] / row) if row else 0.0)
+        per_class.append(float((row - confusion[c, c]) / row) if row else 0.0)   # not 1 - x: 0.295, not 0.29500000000000004
     return {
         "n": n,
         "n_classes": int(n_classes),

@@ -190,16 +190,16 @@ def _draw(data: Dataset, config: Config, meta_size: Optional[int]):
     N, C = data.train_features.shape[0], data.n_classes
     if data.true_labels is None:
         raise InputError(f"{data.folder}: no correctlabels.npy and no metafeatures.npy/metalabels.npy: "
-                         "give --meta-index, or --meta auto to run without clean labels")
+                         "give meta_index, or auto_meta=True to run without clean labels")
     if not (data.true_labels >= 0).any():
         raise InputError("correctlabels.npy: no row has a known true label (all -1), so no meta set can be "
-                         "drawn: give metafeatures.npy/metalabels.npy, --meta-index, or --meta auto")
+                         "drawn: give metafeatures.npy/metalabels.npy, meta_index, or auto_meta=True")
     size = meta_size if meta_size is not None else min(config.meta.size, max(C, N // SMALL_SET_META_SHARE))
     capped = "" if meta_size is not None or size == config.meta.size else \
         f", capped at a {SMALL_SET_META_SHARE}th of the {N} rows"
     naming = ({"argument": "meta_size", "value": size} if meta_size is not None
               else {"argument": f"meta_size = {size} (config {config.name}{capped})"})
-    _require_a_row_a_class(size, C, "clean example: a meta size of at least {C}, --meta-index, or "
+    _require_a_row_a_class(size, C, "clean example: a meta size of at least {C}, meta_index, or "
                                     "metafeatures.npy/metalabels.npy", **naming)
     if not 0 < size < N:
         raise InputError(f"must be between {C} and {N - 1} (rows of trainfeatures.npy)", **naming)

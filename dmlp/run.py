@@ -34,7 +34,8 @@ OUTPUT_FILES = ("purified_labels.npy", "purified_soft_labels.npy", "label_qualit
                 "meta_indices.npy", "noise_file.json", "summary.json")
 REPORT = "report.png"
 CHECKPOINT = "checkpoint.pt"
-FLAGS = {"meta_size": "--meta-size", "auto_meta": "--meta auto", "device": "--device"}   # library argument -> flag
+FLAGS = {"meta_size": "--meta-size", "auto_meta": "--meta auto", "auto_meta=True": "--meta auto",
+         "meta_index": "--meta-index", "device": "--device"}                   # library name -> flag
 log = logging.getLogger("dmlp")
 
 

@@ -214,7 +214,7 @@ def check_meta_labels(labels, n_classes: int, argument: str, *, n_classes_from: 
     missing = sorted(set(range(n_classes)) - set(np.unique(labels).tolist()))
     if missing:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        why = ("every class needs a clean example: add clean rows of those classes with --meta-index, "
+        why = ("every class needs a clean example: add clean rows of those classes with meta_index, "
                "or give them as metafeatures.npy/metalabels.npy")
         if n_classes_from is not None:
             why += (f"; the class count {n_classes} is inferred from the largest label, {n_classes - 1}, in "

@@ -92,8 +92,10 @@ def test_clean_label_mismatch_refused(c10_file, clean10):
 
 
 def test_wrong_file_or_type(c10_file, c100_file, clean10, tmp_path):
-    with pytest.raises(InputError, match="noisy_label"):
+    with pytest.raises(InputError, match="noisy_label") as err:
         cifar_n_labels(c10_file[0], "noisy")  # a CIFAR-100N type on a CIFAR-10N file
+    assert "--noise-type noisy is for CIFAR100N files, and this file holds the types aggre, worse, random1, " \
+        "random2, random3" in str(err.value)
     with pytest.raises(InputError, match="unknown CIFAR-N noise type"):
         cifar_n_labels(c10_file[0], "aggregate")
     with pytest.raises(InputError, match="not found"):

@@ -35,6 +35,7 @@ def test_json_and_csv(tmp_path):
     ("a.csv", "3,5,1\n", "line 1: expected two fields"),
     ("a.csv", "3;5\n", "line 1: expected two fields"),
     ("a.csv", "-1,5\n", "class -1 out of range"),
+    ("a.csv", "from,to\n0,1\n\n5,10\n", "line 4: class 10 out of range for 10 classes"),
     ("a.csv", "# only a comment\n", "empty"),
     ("a.bin", b"\xff\xfe\x00\x81", "not a text file"),
     ("a.json", b"", "the file is empty"),

@@ -201,6 +201,10 @@ def test_noise_report():
     assert rep["measured_noise_rate"] == 0.5 and rep["n_noisy"] == 2
     assert rep["confusion"] == [[1, 0, 0], [0, 0, 1], [0, 1, 1]]
     json.dumps(rep)  # JSON-ready
+    # per-class rates as the shares they are (59 of 200 wrong: 0.295, not 1 - 0.705 = 0.29500000000000004)
+    true, noisy = np.zeros(200, dtype=np.int64), np.zeros(200, dtype=np.int64)
+    noisy[:59] = 1
+    assert noise_report(true, noisy, 2)["per_class_noise_rate"][0] == 0.295
 
 
 # --- the CLI -----------------------------------------------------------------------------------

@@ -51,8 +51,11 @@ def test_meta_index_names_its_argument_in_the_library(tmp_path):
     data = make_data(tmp_path / "data", n=200)
     with pytest.raises(InputError, match=r"^meta_index: row index 200 out of range"):
         purify_dataset(data, meta_index=[0, 200])
-    with pytest.raises(InputError, match=r"^meta_size=5: meta set has 5 rows, fewer than the 10 classes"):
+    with pytest.raises(InputError, match=r"^meta_size=5: meta set has 5 rows, fewer than the 10 classes") as err:
         purify_dataset(data, meta_size=5)
+    assert "meta_index, or" in str(err.value) and "--" not in str(err.value)      # no command-line flag
+    assert "--meta-size 5: " in str(err.value.for_flags({"meta_size": "--meta-size", "meta_index": "--meta-index"}))
+    assert ", --meta-index, or" in str(err.value.for_flags({"meta_size": "--meta-size", "meta_index": "--meta-index"}))
 
 
 @pytest.mark.parametrize("n_classes,per_class,size", [(1000, 50, 1000), (200, 20, 1000), (10, 5000, 1000)])
