@@ -10,16 +10,39 @@ labels is the more accurate one.  What this measures is the labels' worth for tr
 classifier (what they are for), not their accuracy row by row: labels smoothed toward the
 features can train a better classifier while being less often right themselves (measured on
 weak features in docs/deviations.md).
+
+The comparison assumes that the features carry evidence about the classes at all.  Where they
+do not, the purified labels are a function of features that say nothing, and the classifier
+fitted on them can still win: its labels were formed from the neighbours' given labels (through
+the graph and the loop), which leaks the held-out labels into it, and a classifier that predicts
+the largest classes agrees with them more often than one fitted on noise.  So the check first
+asks whether the features predict the given labels at all, with nothing purified involved: the
+classifier cross-fitted on the given labels must beat predictions blind to the rows in balanced
+agreement with the held-out given labels (each class weighted equally, so that predicting the
+largest class earns nothing), at permutation p-value :data:`INFORMATION_LEVEL`; otherwise the
+given labels are kept.
+
+Last, the run's own model must not contradict the premise it was built on.  ``--meta auto``
+trusts the given labels of the rows that look most plausible; the final model (its fitted T and
+its feature terms) must find those labels more likely right than wrong on average (the mean
+posterior of the trusted label, :data:`MIN_META_LABEL_BELIEF`).  A model that believes most of
+the most plausible given labels wrong has estimated a noise rate the data cannot bear, and its
+changes are not kept.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 import numpy as np
 import torch
 
 from .ridge import SMALL_SET_RIDGE, ridge_from_moments
 from .seeds import rng
+
+#: The final model must find the meta rows' trusted labels (``--meta auto``'s most plausible given
+#: labels) right with at least this mean posterior: more likely right than wrong.
+MIN_META_LABEL_BELIEF = 0.5
 
 #: The given-label classifier's balanced agreement with held-out given labels must beat
 #: predictions blind to the rows at this permutation p-value before any change is accepted.
@@ -35,6 +58,7 @@ class LabelAudit:
     support_given: float       # the same, classifier fitted on the given labels
     purified_better: bool      # the purified labels are estimated to beat the given ones
     information_p: float = 1.0  # permutation p-value of the given-label classifier's balanced agreement
+    meta_label_belief: Optional[float] = None   # the final model's mean posterior of the trusted meta labels
 
     def to_dict(self) -> dict:
         """The fields as plain JSON-able values (as summary.json records them)."""
@@ -89,7 +113,7 @@ def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridg
 
 
 def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int, *, ridge: float,
-                  seed: int) -> LabelAudit:
+                  seed: int, meta_label_belief: Optional[float] = None) -> LabelAudit:
     """Estimate, without ground truth, whether ``purified`` beats ``given``.
 
     Two ridge classifiers are cross-fitted, one on the purified labels and one on the given
@@ -108,11 +132,15 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
     ridge : float
         Relative ridge of the held-out estimators.
     seed : int
+    meta_label_belief : float, optional
+        The final model's mean posterior of the meta rows' trusted labels (``--meta auto``:
+        ``meta_label_belief`` of the decision's notes); None: not checked.
 
     Returns
     -------
     LabelAudit
-        ``purified_better`` when the features carry evidence about the given labels
+        ``purified_better`` when ``meta_label_belief`` (if given) is at least
+        :data:`MIN_META_LABEL_BELIEF`, the features carry evidence about the given labels
         (:func:`information_p_value` of the given-label classifier at most
         :data:`INFORMATION_LEVEL`) and the classifier fitted on the purified labels agrees at least
         as often with the held-out given labels as the one fitted on the given labels (a tie is
@@ -124,7 +152,9 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
     scores = cross_fitted_ridge_scores(store, np.stack([purified, given]), n_classes, ridge=ridge, seed=seed)
     for_purified, for_given = (float((s.argmax(1) == given).mean()) for s in scores)
     p = information_p_value(scores[1].argmax(1), given, n_classes, seed=seed)
-    return LabelAudit(changed, for_purified, for_given, bool(p <= INFORMATION_LEVEL and for_purified >= for_given), p)
+    credible = meta_label_belief is None or meta_label_belief >= MIN_META_LABEL_BELIEF
+    better = credible and p <= INFORMATION_LEVEL and for_purified >= for_given
+    return LabelAudit(changed, for_purified, for_given, bool(better), p, meta_label_belief)
 
 
 def balanced_agreement(predicted: np.ndarray, given: np.ndarray, n_classes: int) -> float:

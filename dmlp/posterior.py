@@ -341,6 +341,9 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
             q = check_finite(apply_posterior(w, transition, terms_train, given),
                              f"the posterior at EM step {step}")
         names.append("transition (estimated, exponent 1)")
+        # --meta auto's meta labels are given labels it trusts: how far the fitted model agrees
+        q_meta = apply_posterior(w, transition, terms_meta, meta_labels)
+        info["meta_label_belief"] = float(q_meta[np.arange(len(meta_labels)), meta_labels].mean())
     info["exponents"] = {n: round(float(x), 4) for n, x in zip(names, w)}
     info["transition"] = np.round(transition, 4).tolist()
     return Posterior(q, w, transition, info)

@@ -166,7 +166,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         if cfg.decision.audit:
             given = run.given.cpu().numpy()
             audit = audit_changes(run.store, given, soft.argmax(1).cpu().numpy(), inputs.n_classes,
-                                  ridge=cfg.ipc.ridge, seed=cfg.run.seed)
+                                  ridge=cfg.ipc.ridge, seed=cfg.run.seed,
+                                  meta_label_belief=None if posterior is None else posterior.info.get("meta_label_belief"))
 
     timings["total"] = time.perf_counter() - start
     result = _result(run, state, inputs, soft, posterior, scaling, compute, timings,

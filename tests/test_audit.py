@@ -44,6 +44,18 @@ def test_audit_tells_truth_from_corruption():
     assert not bad.purified_better
 
 
+def test_audit_keeps_the_given_labels_when_the_model_disbelieves_its_trusted_rows():
+    """Labels that pass the comparison are still not kept when the run's own model finds the
+    trusted meta labels more likely wrong than right (meta_label_belief below 0.5)."""
+    X, truth, given, _ = _mixture()
+    store, order = _store(X)
+    kept = audit_changes(store, given[order], truth[order], 10, ridge=1e-3, seed=0, meta_label_belief=0.8)
+    assert kept.purified_better and kept.meta_label_belief == 0.8
+    refused = audit_changes(store, given[order], truth[order], 10, ridge=1e-3, seed=0, meta_label_belief=0.3)
+    assert not refused.purified_better
+    assert refused.support_purified == kept.support_purified          # the same comparison, refused
+
+
 def test_shrinkage_keeps_the_given_label_weight_at_many_classes():
     """Two meta rows of class 0 at 1,000 classes, both given labels right: T[0, 0] stays far above
     any off-diagonal cell (a flat 0.5 per cell would make the row nearly uniform)."""
@@ -95,6 +107,11 @@ def test_summary_line_of_the_check(capsys):
                    "out")
     assert ("predicts held-out given labels no better than chance (permutation p = 0.310, 0.01 needed): "
             "the features carry no evidence to change labels by, the given labels are kept") in capsys.readouterr().out
+    _print_summary({**base, "n_changed": 4,
+                    "notes": {"label_audit": LabelAudit(4, 0.4, 0.3, False, 0.005, 0.31).to_dict()}}, "out")
+    assert ("the purifier's own model finds the given labels of the 2 rows it picked as the most plausible right "
+            "with probability 0.31 on average (below 0.5): its noise estimate contradicts its premise, the given "
+            "labels are kept") in capsys.readouterr().out
 
 
 def test_balanced_agreement_is_chance_for_any_prediction_blind_to_the_rows():

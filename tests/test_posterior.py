@@ -73,6 +73,22 @@ def test_em_re_estimates_the_transition_from_all_rows():
         assert results[5][1] >= results[0][1] - 1e-3, results
 
 
+def test_belief_in_the_trusted_meta_labels():
+    """Without the meta rows' given labels (--meta auto) the decision reports how far its model
+    finds the meta labels right when they are taken as given labels: the mean posterior of the
+    label, with the fitted exponents and T.  Meta labels drawn as the truth are believed; labels
+    drawn at random, which the evidence contradicts, are not."""
+    T, p, true, given, p_meta, meta_true, _ = _noisy_posterior_problem(0)
+    post = bayes_posterior(p, p_meta, given, None, meta_true, None, em_steps=2, smoothing=0.5, prior_std=1.0)
+    q = post.apply([np.log(p_meta)], meta_true)
+    belief = post.info["meta_label_belief"]
+    assert belief == pytest.approx(q[np.arange(len(meta_true)), meta_true].mean())
+    assert belief > 0.7
+    wrong = (meta_true + np.random.default_rng(1).integers(1, T.shape[0], len(meta_true))) % T.shape[0]
+    post = bayes_posterior(p, p_meta, given, None, wrong, None, em_steps=2, smoothing=0.5, prior_std=1.0)
+    assert post.info["meta_label_belief"] < 0.5
+
+
 def test_graph_evidence_holds_out_the_folds_a_view_is_judged_on():
     """Meta rows get the term propagated without their fold; view v's refit term is seeded
     with meta fold v alone (every other fold carries the EAC posterior instead)."""
