@@ -57,8 +57,28 @@ class LabelAudit:
     support_purified: float    # held-out agreement with the given labels, classifier fitted on the purified labels
     support_given: float       # the same, classifier fitted on the given labels
     purified_better: bool      # the purified labels are estimated to beat the given ones
-    information_p: float = 1.0  # permutation p-value of the given-label classifier's balanced agreement
+    information_p: Optional[float] = None       # permutation p-value of the given-label classifier's
+                                                # balanced agreement (None: no label changed, not tested)
     meta_label_belief: Optional[float] = None   # the final model's mean posterior of the trusted meta labels
+
+    def reasons_to_keep_given(self) -> list:
+        """Why the given labels are kept, one phrase per failed check (empty: none failed)."""
+        if self.n_changed == 0:
+            return []
+        reasons = []
+        if self.meta_label_belief is not None and self.meta_label_belief < MIN_META_LABEL_BELIEF:
+            reasons.append(f"the purifier's own model finds the given labels of the rows it picked as the most "
+                           f"plausible right with probability {self.meta_label_belief:.2f} on average (below "
+                           f"{MIN_META_LABEL_BELIEF:g}): its noise estimate contradicts its premise")
+        if self.information_p is not None and self.information_p > INFORMATION_LEVEL:
+            reasons.append(f"a classifier fitted on the given labels predicts held-out given labels no better than "
+                           f"chance (permutation p = {self.information_p:.3f}, {INFORMATION_LEVEL:g} needed): the "
+                           "features carry no evidence to change labels by")
+        if not reasons and not self.purified_better:
+            reasons.append(f"a classifier fitted on the purified labels agrees with held-out given labels on "
+                           f"{100 * self.support_purified:.2f} % of rows, one fitted on the given labels on "
+                           f"{100 * self.support_given:.2f} %: the purified labels are no better")
+        return reasons
 
     def to_dict(self) -> dict:
         """The fields as plain JSON-able values (as summary.json records them)."""
@@ -148,7 +168,7 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
     """
     changed = int((purified != given).sum())
     if changed == 0:
-        return LabelAudit(0, 0.0, 0.0, True)
+        return LabelAudit(0, 0.0, 0.0, True, None, meta_label_belief)
     scores = cross_fitted_ridge_scores(store, np.stack([purified, given]), n_classes, ridge=ridge, seed=seed)
     for_purified, for_given = (float((s.argmax(1) == given).mean()) for s in scores)
     p = information_p_value(scores[1].argmax(1), given, n_classes, seed=seed)

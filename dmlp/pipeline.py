@@ -16,6 +16,8 @@ the rest.  :func:`purify_dataset` is the two in one call.
 """
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
@@ -28,6 +30,8 @@ from .errors import InputError
 from .meta import (MetaSelection, auto_meta_config, auto_meta_indices, check_meta_indices, check_meta_labels,
                    draw_meta_indices)
 from .metrics import accuracy, expected_calibration_error, per_class_accuracy, roc_auc
+
+log = logging.getLogger("dmlp")
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,11 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
         size = meta_size or auto_meta_size(N, config.run.n_classes or C, config.meta.auto_fraction)
         _require_a_row_a_class(size, C, "trusted example: a meta size of at least {C}",
                                argument="meta_size", value=size)
+        if size // C < FEW_PICKED_ROWS:
+            log.warning("--meta auto picks %d row(s) a class here (%d rows, %d classes): with so few trusted rows "
+                        "its check without ground truth can pass labels below the given ones where the features "
+                        "separate the classes weakly (docs/deviations.md, section C); a few clean rows a class "
+                        "(--meta-index, or meta_index in the library) are safer", size // C, N, C)
         everything = RowSubset(data.train_features, np.arange(N))
         scaling = fit_feature_scaling(everything, method=config.run.feature_scaling, name="trainfeatures.npy")
         idx = auto_meta_indices(everything, data.noisy_labels, C, size, config.run.seed, ridge=config.ipc.ridge,
@@ -165,6 +174,10 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
         raise InputError(f"the meta set takes all {N} training rows, none is left to purify", **naming)
     return MetaSelection(_meta_rows(data.train_features, idx), labels, idx, data.noisy_labels[idx], source)
 
+
+#: Below this many picked rows a class ``--meta auto`` warns that its check is weak (measured in
+#: docs/deviations.md, section C: losses of 1 to 10 points at one or two rows a class).
+FEW_PICKED_ROWS = 3
 
 #: ``--meta auto`` picks at least this many rows a class where a tenth of the rows allows: with one
 #: trusted row a class, IPC's meta gradient and the exponent fit have too little to go on

@@ -6,6 +6,8 @@ a :class:`dmlp.config.Config` and the result is put back in the caller's row ord
 """
 from __future__ import annotations
 
+import logging
+
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -29,6 +31,8 @@ from .scaling import FeatureScaling, check_outlier_rows, fit_feature_scaling
 from .state import LabelState, MetaSet, label_distribution  # noqa: F401 (public)
 from .transition import TransitionModel, estimate_transition, transition_counts, transition_from_posteriors
 from .validation import check_features, check_labels
+
+log = logging.getLogger("dmlp")
 
 
 @dataclass
@@ -174,6 +178,9 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                      keep_given=audit is not None and not audit.purified_better)
     if audit is not None:
         result.notes["label_audit"] = audit.to_dict()
+        if not audit.purified_better:
+            log.warning("label check without ground truth: %s; the given labels are kept "
+                        "(notes['label_audit'])", "; and ".join(audit.reasons_to_keep_given()))
     return result
 
 

@@ -427,26 +427,19 @@ def _print_summary(s, out):
     else:
         lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
                      "(no ground truth for these rows: nothing to measure against)")
-    from .audit import INFORMATION_LEVEL, MIN_META_LABEL_BELIEF   # here: needs torch, which a bad input never loads
+    from .audit import LabelAudit            # here: the module needs torch, which a bad input never loads
     audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
-    belief = None if audit is None else audit.get("meta_label_belief")
-    if audit is not None and audit["n_changed"] == 0:
-        lines.append("  check without ground truth: no label changed, nothing to check")
-    elif belief is not None and belief < MIN_META_LABEL_BELIEF:
-        lines.append(f"  check without ground truth: the purifier's own model finds the given labels of the {s['n_meta']} "
-                     f"rows it picked as the most plausible right with probability {belief:.2f} on average (below "
-                     f"{MIN_META_LABEL_BELIEF:g}): its noise estimate contradicts its premise, the given labels are kept")
-    elif audit is not None and audit.get("information_p", 0.0) > INFORMATION_LEVEL:
-        lines.append("  check without ground truth: a classifier fitted on the given labels predicts held-out given labels "
-                     f"no better than chance (permutation p = {audit['information_p']:.3f}, "
-                     f"{INFORMATION_LEVEL:g} needed): the features carry no evidence to change labels by, "
-                     "the given labels are kept")
-    elif audit is not None:
-        verdict = ("better: the purified labels are kept" if audit["purified_better"] else
-                   "no better: the given labels are kept")
-        lines.append(f"  check without ground truth: a classifier fitted on the purified labels agrees with held-out "
-                     f"given labels on {100 * audit['support_purified']:.2f} % of rows, one fitted on the given labels "
-                     f"on {100 * audit['support_given']:.2f} %: {verdict}")
+    if audit is not None:
+        audit = LabelAudit(**audit)
+        reasons = audit.reasons_to_keep_given()
+        if audit.n_changed == 0:
+            lines.append("  check without ground truth: no label changed, nothing to check")
+        elif reasons:
+            lines.append(f"  check without ground truth: {'; and '.join(reasons)}; the given labels are kept")
+        else:
+            lines.append(f"  check without ground truth: a classifier fitted on the purified labels agrees with "
+                         f"held-out given labels on {100 * audit.support_purified:.2f} % of rows, one fitted on the "
+                         f"given labels on {100 * audit.support_given:.2f} %: the purified labels are kept")
     if "test_accuracy" in s:
         lines.append(f"  EAC classifier test accuracy {100 * s['test_accuracy']:.2f} %")
     written = [name for name in OUTPUT_FILES if (Path(out) / name).exists()]

@@ -92,27 +92,58 @@ def test_prior_strength_follows_how_well_rows_fit_the_pooled_model():
 
 
 def test_summary_line_of_the_check(capsys):
-    """The summary line states the verdict, or that no label changed (no 0 % against 0 % verdict)."""
+    """The summary line states the verdict and every reason to keep the given labels, or that no
+    label changed (no 0 % against 0 % verdict)."""
     from dmlp.audit import LabelAudit
     from dmlp.run import _print_summary
     base = {"config_name": "default", "data": "d", "n_purified": 10, "n_meta": 2, "meta_source": "auto",
             "n_classes": 3, "device": "cpu", "n_changed": 0, "seconds": 1.0, "estimated_noise_rate": 0.1}
-    _print_summary({**base, "notes": {"label_audit": LabelAudit(0, 0.0, 0.0, True).to_dict()}}, "out")
-    assert "check without ground truth: no label changed, nothing to check" in capsys.readouterr().out
-    _print_summary({**base, "n_changed": 4, "notes": {"label_audit": LabelAudit(4, 0.3, 0.4, False, 0.005).to_dict()}},
-                   "out")
-    assert "on 30.00 % of rows, one fitted on the given labels on 40.00 %: no better: the given labels are kept" \
-        in capsys.readouterr().out
-    _print_summary({**base, "n_changed": 4, "notes": {"label_audit": LabelAudit(4, 0.4, 0.3, False, 0.31).to_dict()}},
-                   "out")
-    assert ("predicts held-out given labels no better than chance (permutation p = 0.310, 0.01 needed): "
-            "the features carry no evidence to change labels by, the given labels are kept") in capsys.readouterr().out
-    _print_summary({**base, "n_changed": 4,
-                    "notes": {"label_audit": LabelAudit(4, 0.4, 0.3, False, 0.005, 0.31).to_dict()}}, "out")
-    assert ("the purifier's own model finds the given labels of the 2 rows it picked as the most plausible right "
-            "with probability 0.31 on average (below 0.5): its noise estimate contradicts its premise, the given "
-            "labels are kept") in capsys.readouterr().out
 
+    def line(audit):
+        _print_summary({**base, "n_changed": audit.n_changed, "notes": {"label_audit": audit.to_dict()}}, "out")
+        return [x for x in capsys.readouterr().out.splitlines() if "check without ground truth" in x][0]
+
+    assert line(LabelAudit(0, 0.0, 0.0, True)).endswith("check without ground truth: no label changed, nothing to check")
+    assert line(LabelAudit(4, 0.4, 0.3, True, 0.005, 0.9)).endswith(
+        "on 40.00 % of rows, one fitted on the given labels on 30.00 %: the purified labels are kept")
+    assert line(LabelAudit(4, 0.3, 0.4, False, 0.005, 0.9)).endswith(
+        "on 30.00 % of rows, one fitted on the given labels on 40.00 %: the purified labels are no better; "
+        "the given labels are kept")
+    assert line(LabelAudit(4, 0.4, 0.3, False, 0.31)).endswith(
+        "predicts held-out given labels no better than chance (permutation p = 0.310, 0.01 needed): "
+        "the features carry no evidence to change labels by; the given labels are kept")
+    both = line(LabelAudit(4, 0.4, 0.3, False, 0.31, 0.2))
+    assert ("finds the given labels of the rows it picked as the most plausible right with probability 0.20 on "
+            "average (below 0.5): its noise estimate contradicts its premise; and a classifier fitted on the given "
+            "labels predicts held-out given labels no better than chance") in both
+
+
+def test_the_check_records_what_it_did_not_test():
+    """No label changed: nothing was tested, so no p-value is recorded (and no reason given)."""
+    X, truth, given, _ = _mixture()
+    store, order = _store(X)
+    audit = audit_changes(store, given[order], given[order], 10, ridge=1e-3, seed=0, meta_label_belief=0.9)
+    assert audit.n_changed == 0 and audit.information_p is None and audit.meta_label_belief == 0.9
+    assert audit.purified_better and audit.reasons_to_keep_given() == []
+
+
+def test_the_library_warns_when_the_given_labels_are_kept(caplog):
+    """purify_dataset with --meta auto on features that say nothing: the labels stay as given and
+    the library says so on the "dmlp" logger (the command prints its summary line instead)."""
+    import logging
+
+    import dmlp
+    rng = np.random.default_rng(3)
+    given = np.repeat(np.arange(6), [300, 120, 60, 40, 20, 10])
+    X = rng.normal(size=(len(given), 12)).astype(np.float32)
+    cfg = dmlp.load_config("default", epochs=3)
+    with caplog.at_level(logging.WARNING, logger="dmlp"):
+        out = dmlp.purify_dataset(dmlp.Dataset.from_arrays(X, given), cfg, auto_meta=True, device="cpu",
+                                  progress=False)
+    audit = out.result.notes["label_audit"]
+    assert not audit["purified_better"] and np.array_equal(out.labels, given)
+    assert any("label check without ground truth" in r.getMessage() and "the given labels are kept" in r.getMessage()
+               for r in caplog.records)
 
 def test_balanced_agreement_is_chance_for_any_prediction_blind_to_the_rows():
     """A constant prediction, or classes drawn in any proportions, sits at chance whatever the

@@ -138,3 +138,24 @@ def test_a_drawn_meta_set_takes_at_most_a_tenth_of_a_small_set(tmp_path):
 def test_auto_meta_size_keeps_a_few_rows_a_class_where_the_data_allow(n_rows, n_classes, size):
     from dmlp.pipeline import auto_meta_size
     assert auto_meta_size(n_rows, n_classes, 0.02) == size
+
+
+def test_auto_meta_warns_where_it_picks_few_rows_a_class(caplog):
+    """With fewer than three picked rows a class the check is weak (docs/deviations.md, C): the run
+    says so, naming the count; with enough rows a class it stays quiet."""
+    import logging
+
+    from dmlp.pipeline import prepare_dataset_run
+    rng = np.random.default_rng(0)
+
+    def prepare(n_classes, per_class):
+        truth = np.repeat(np.arange(n_classes), per_class)
+        X = (rng.normal(size=(n_classes, 8))[truth] + rng.normal(size=(len(truth), 8))).astype(np.float32)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dmlp"):
+            prepare_dataset_run(Dataset.from_arrays(X, truth), load_config("default"), auto_meta=True, device="cpu")
+        return [r.getMessage() for r in caplog.records if "--meta auto picks" in r.getMessage()]
+
+    few = prepare(60, 15)                            # 900 rows: max(60, 18, min(240, 90)) = 90 picked, 1 a class
+    assert len(few) == 1 and "picks 1 row(s) a class here (900 rows, 60 classes)" in few[0]
+    assert prepare(10, 100) == []                    # 40 picked, 4 a class
