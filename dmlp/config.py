@@ -74,7 +74,7 @@ class MetaParams:
     """The clean meta set, when it is drawn or picked rather than given."""
     size: int = key(1000, "meta_size", "clean rows drawn from the training set (authors: 1,000)")
     auto_fraction: float = key(0.02, "auto_meta_fraction", "--meta auto: fraction of rows picked as the "
-                               "confident meta set (at least 4 a class where a tenth of the rows allows, "
+                               "confident meta set (at least 4 a class where a fifth of the rows allows, "
                                "at least one a class)")
 
 

@@ -179,18 +179,19 @@ def select_meta(data: Dataset, config: Config, *, meta_index=None, meta_size: Op
 #: docs/deviations.md, section C: losses of 1 to 10 points at one or two rows a class).
 FEW_PICKED_ROWS = 3
 
-#: ``--meta auto`` picks at least this many rows a class where a tenth of the rows allows: with one
-#: trusted row a class, IPC's meta gradient and the exponent fit have too little to go on
-#: (docs/deviations.md, section C).
+#: ``--meta auto`` picks at least this many rows a class where a fifth of the rows allows: with one
+#: or two trusted rows a class, IPC's meta gradient and the exponent fit have too little to go on,
+#: and the check of its labels misses losses (docs/deviations.md, section C).
 AUTO_META_ROWS_A_CLASS = 4
+AUTO_META_SHARE = 5
 
 
 def auto_meta_size(n_rows: int, n_classes: int, fraction: float) -> int:
     """How many rows ``--meta auto`` picks: ``fraction`` of the rows, at least
-    :data:`AUTO_META_ROWS_A_CLASS` a class where a :data:`SMALL_SET_META_SHARE`-th of the rows
+    :data:`AUTO_META_ROWS_A_CLASS` a class where a :data:`AUTO_META_SHARE`-th of the rows
     allows, and at least one a class."""
     return max(n_classes, int(round(fraction * n_rows)),
-               min(AUTO_META_ROWS_A_CLASS * n_classes, n_rows // SMALL_SET_META_SHARE))
+               min(AUTO_META_ROWS_A_CLASS * n_classes, n_rows // AUTO_META_SHARE))
 
 
 #: A drawn meta set takes at most one row in this many (at least one a class) unless its size is

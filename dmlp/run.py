@@ -303,7 +303,7 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
     if prepared.warning:
         log.warning("%s", prepared.warning)
     n_meta, n_rows = len(prepared.meta.indices), data.train_features.shape[0]
-    if n_meta * SMALL_SET_META_SHARE > n_rows:
+    if n_meta * SMALL_SET_META_SHARE > n_rows and args.meta != "auto":     # auto's size is its own rule
         log.warning("the meta set takes %d of the %d training rows (%.0f %%); they keep their clean labels and "
                     "are not purified: a smaller --meta-size leaves more rows to purify", n_meta, n_rows,
                     100.0 * n_meta / n_rows)

@@ -132,7 +132,8 @@ def test_a_drawn_meta_set_takes_at_most_a_tenth_of_a_small_set(tmp_path):
     (50000, 10, 1000),      # CIFAR-10: 2 % of the rows
     (9000, 10, 180),        # the demo: 2 % is already 18 a class
     (1200, 30, 120),        # 30 classes of 40 rows: 4 a class (2 % would be 24, under one a class)
-    (4000, 200, 400),       # 200 classes of 20 rows: a tenth of the rows, 2 a class
+    (4000, 200, 800),       # 200 classes of 20 rows: a fifth of the rows, 4 a class
+    (4500, 300, 900),       # 300 classes of 15 rows: a fifth of the rows, 3 a class
     (5000, 1000, 1000),     # 5 rows a class: still one a class
 ])
 def test_auto_meta_size_keeps_a_few_rows_a_class_where_the_data_allow(n_rows, n_classes, size):
@@ -156,6 +157,6 @@ def test_auto_meta_warns_where_it_picks_few_rows_a_class(caplog):
             prepare_dataset_run(Dataset.from_arrays(X, truth), load_config("default"), auto_meta=True, device="cpu")
         return [r.getMessage() for r in caplog.records if "--meta auto picks" in r.getMessage()]
 
-    few = prepare(60, 15)                            # 900 rows: max(60, 18, min(240, 90)) = 90 picked, 1 a class
-    assert len(few) == 1 and "picks 1 row(s) a class here (900 rows, 60 classes)" in few[0]
+    few = prepare(60, 8)                             # 480 rows: max(60, 10, min(240, 96)) = 96 picked, 1 a class
+    assert len(few) == 1 and "picks 1 row(s) a class here (480 rows, 60 classes)" in few[0]
     assert prepare(10, 100) == []                    # 40 picked, 4 a class
