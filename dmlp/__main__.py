@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .cli import run_cli
+from .cli import broken_pipe, run_cli
 
 # subcommand -> (module, what it does); each module has ``main(argv=None, prog=...)``-style
 # entry points resolved by :func:`_entry`
@@ -64,6 +64,14 @@ def _entry(command: str):
 
 
 def main(argv=None) -> int:
+    """Run ``dmlp <command> ARGS``; returns the exit code (141 when the reader of stdout went away)."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return broken_pipe()
+
+
+def _main(argv=None) -> int:
     """Run ``dmlp <command> ARGS``; returns the exit code.
 
     Parameters

@@ -54,8 +54,9 @@ INFORMATION_PERMUTATIONS = 199
 class LabelAudit:
     """The held-out check of a run's changed labels."""
     n_changed: int             # rows whose purified label differs from the given one
-    support_purified: float    # held-out agreement with the given labels, classifier fitted on the purified labels
-    support_given: float       # the same, classifier fitted on the given labels
+    support_purified: Optional[float]   # held-out agreement with the given labels, classifier fitted on the
+                                        # purified labels (None: no label changed, not tested)
+    support_given: Optional[float]      # the same, classifier fitted on the given labels
     purified_better: bool      # the purified labels are estimated to beat the given ones
     information_p: Optional[float] = None       # permutation p-value of the given-label classifier's
                                                 # balanced agreement (None: no label changed, not tested)
@@ -73,7 +74,7 @@ class LabelAudit:
         if self.information_p is not None and self.information_p > INFORMATION_LEVEL:
             reasons.append(f"a classifier fitted on the given labels predicts held-out given labels no better than "
                            f"chance (permutation p = {self.information_p:.3f}, {INFORMATION_LEVEL:g} needed): the "
-                           "features carry no evidence to change labels by")
+                           "features show no evidence, in these rows, to change labels by")
         if not reasons and not self.purified_better:
             reasons.append(f"a classifier fitted on the purified labels agrees with held-out given labels on "
                            f"{100 * self.support_purified:.2f} % of rows, one fitted on the given labels on "
@@ -168,7 +169,7 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
     """
     changed = int((purified != given).sum())
     if changed == 0:
-        return LabelAudit(0, 0.0, 0.0, True, None, meta_label_belief)
+        return LabelAudit(0, None, None, True, None, meta_label_belief)
     scores = cross_fitted_ridge_scores(store, np.stack([purified, given]), n_classes, ridge=ridge, seed=seed)
     for_purified, for_given = (float((s.argmax(1) == given).mean()) for s in scores)
     p = information_p_value(scores[1].argmax(1), given, n_classes, seed=seed)

@@ -7,6 +7,7 @@ exactly one line, ``error: <message>``, on stderr and exits with code 2 -- never
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import InputError
@@ -36,6 +37,14 @@ def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
+def broken_pipe() -> int:
+    """The reader of stdout went away (``dmlp --help | head``): nothing to report.  Stdout is
+    pointed at the null device so that Python's flush at exit does not complain; exit code 141,
+    as a shell reports a pipe's writer killed by SIGPIPE."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
+
+
 def run_cli(main, argv=None) -> int:
     """Run ``main(argv)``; turn :class:`InputError` into one line on stderr and exit code 2.
 
@@ -50,6 +59,8 @@ def run_cli(main, argv=None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except BrokenPipeError:
+        return broken_pipe()
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         _error(f"{where}{_one_line(exc.strerror or exc)}")

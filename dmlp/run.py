@@ -425,17 +425,23 @@ def _print_summary(s, out):
                      "wrong-label AUC " + ("undefined" if s["label_quality_auc"] is None
                                            else f"{s['label_quality_auc']:.3f}") + ")")
     else:
+        disowned = isinstance(s.get("notes"), dict) and "label_audit" in s["notes"] and \
+            not s["notes"]["label_audit"]["purified_better"]
         lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
-                     "(no ground truth for these rows: nothing to measure against)")
+                     "(no ground truth for these rows: nothing to measure against"
+                     + ("; the check below finds the purifier's model not credible here" if disowned else "") + ")")
     from .audit import LabelAudit            # here: the module needs torch, which a bad input never loads
     audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
     if audit is not None:
         audit = LabelAudit(**audit)
         reasons = audit.reasons_to_keep_given()
         if audit.n_changed == 0:
-            lines.append("  check without ground truth: no label changed, nothing to check")
+            lines.append("  check without ground truth: no label changed, nothing to check (the run found no "
+                         "evidence against the given labels, which is not evidence that they are clean)")
         elif reasons:
-            lines.append(f"  check without ground truth: {'; and '.join(reasons)}; the given labels are kept")
+            lines.append(f"  check without ground truth: {'; and '.join(reasons)}; the given labels are kept "
+                         f"(held-out agreement of a classifier fitted on the purified labels "
+                         f"{100 * audit.support_purified:.2f} %, on the given labels {100 * audit.support_given:.2f} %)")
         else:
             lines.append(f"  check without ground truth: a classifier fitted on the purified labels agrees with "
                          f"held-out given labels on {100 * audit.support_purified:.2f} % of rows, one fitted on the "

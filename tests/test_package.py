@@ -108,3 +108,16 @@ def test_importing_dmlp_makes_openmp_threads_sleep_while_they_wait():
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           check=True).stdout.strip() == "ACTIVE"
+
+
+def test_a_closed_pipe_is_no_traceback():
+    """``dmlp --help | head``: the reader goes away before the help is written; no traceback."""
+    import subprocess
+    import sys
+    for args in (["--help"], ["purify", "--help"]):
+        proc = subprocess.Popen([sys.executable, "-m", "dmlp", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.close()                       # before the interpreter has started writing
+        err = proc.stderr.read().decode()
+        proc.wait()
+        assert "Traceback" not in err and "BrokenPipeError" not in err, err
+        assert proc.returncode in (0, 141)
