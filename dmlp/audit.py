@@ -62,6 +62,12 @@ class LabelAudit:
                                                 # balanced agreement (None: no label changed, not tested)
     meta_label_belief: Optional[float] = None   # the final model's mean posterior of the trusted meta labels
 
+    def model_credible(self) -> bool:
+        """Whether the features showed evidence and the model believed its trusted rows: if not,
+        its per-row estimates (``label_quality``) are no more credible than its labels."""
+        return ((self.information_p is None or self.information_p <= INFORMATION_LEVEL)
+                and (self.meta_label_belief is None or self.meta_label_belief >= MIN_META_LABEL_BELIEF))
+
     def reasons_to_keep_given(self) -> list:
         """Why the given labels are kept, one phrase per failed check (empty: none failed)."""
         if self.n_changed == 0:

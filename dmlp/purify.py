@@ -175,7 +175,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
 
     timings["total"] = time.perf_counter() - start
     result = _result(run, state, inputs, soft, posterior, scaling, compute, timings,
-                     keep_given=audit is not None and not audit.purified_better)
+                     keep_given=audit is not None and not audit.purified_better,
+                     quality_credible=audit is None or audit.model_credible())
     if audit is not None:
         result.notes["label_audit"] = audit.to_dict()
         if not audit.purified_better:
@@ -267,9 +268,11 @@ def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torc
 
 
 def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, posterior, scaling,
-            compute: torch.dtype, timings: Timings, keep_given: bool = False) -> PurifyResult:
+            compute: torch.dtype, timings: Timings, keep_given: bool = False,
+            quality_credible: bool = True) -> PurifyResult:
     """Back to the caller's row order, checked finite.  ``keep_given``: the labels stay as given
-    (soft labels one-hot on them), the label quality stays the purifier's estimate."""
+    (soft labels one-hot on them), the label quality stays the purifier's estimate unless
+    ``quality_credible`` is false: then every row gets its mean (no row ranked above another)."""
     N = len(inputs.noisy_labels)
     inverse = np.empty(N, dtype=np.int64)
     inverse[run.store.order] = np.arange(N)
@@ -277,6 +280,8 @@ def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, po
     soft_np /= soft_np.sum(1, keepdims=True)
     check_finite(soft_np, "the final decision (soft labels)")
     quality = soft_np[np.arange(N), inputs.noisy_labels].astype(np.float32)
+    if not quality_credible:
+        quality[:] = quality.mean()
     if keep_given:
         soft_np = np.zeros_like(soft_np)
         soft_np[np.arange(N), inputs.noisy_labels] = 1.0

@@ -146,6 +146,9 @@ def test_the_library_warns_when_the_given_labels_are_kept(caplog):
                                   progress=False)
     audit = out.result.notes["label_audit"]
     assert not audit["purified_better"] and np.array_equal(out.labels, given)
+    # a model the check does not credit ranks no row above another
+    purified_rows = np.setdiff1d(np.arange(len(given)), out.meta_indices)
+    assert np.ptp(out.label_quality[purified_rows]) == 0.0
     assert any("label check without ground truth" in r.getMessage() and "the given labels are kept" in r.getMessage()
                for r in caplog.records)
 
