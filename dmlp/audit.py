@@ -31,7 +31,7 @@ changes are not kept.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -62,30 +62,43 @@ class LabelAudit:
                                                 # balanced agreement (None: no label changed, not tested)
     meta_label_belief: Optional[float] = None   # the final model's mean posterior of the trusted meta labels
 
+    def _belief_fails(self) -> bool:
+        return self.meta_label_belief is not None and self.meta_label_belief < MIN_META_LABEL_BELIEF
+
+    def _information_fails(self) -> bool:
+        return self.information_p is not None and self.information_p > INFORMATION_LEVEL
+
     def model_credible(self) -> bool:
         """Whether the features showed evidence and the model believed its trusted rows: if not,
         its per-row estimates (``label_quality``) are no more credible than its labels."""
-        return ((self.information_p is None or self.information_p <= INFORMATION_LEVEL)
-                and (self.meta_label_belief is None or self.meta_label_belief >= MIN_META_LABEL_BELIEF))
+        return not (self._belief_fails() or self._information_fails())
+
+    def comparison(self) -> str:
+        """The two classifiers' held-out agreements, as the summary line states them."""
+        return (f"a classifier fitted on the purified labels agrees with held-out given labels on "
+                f"{100 * self.support_purified:.2f} % of rows, one fitted on the given labels on "
+                f"{100 * self.support_given:.2f} %")
 
     def reasons_to_keep_given(self) -> list:
         """Why the given labels are kept, one phrase per failed check (empty: none failed)."""
         if self.n_changed == 0:
             return []
         reasons = []
-        if self.meta_label_belief is not None and self.meta_label_belief < MIN_META_LABEL_BELIEF:
+        if self._belief_fails():
             reasons.append(f"the purifier's own model finds the given labels of the rows it picked as the most "
                            f"plausible right with probability {self.meta_label_belief:.2f} on average (below "
                            f"{MIN_META_LABEL_BELIEF:g}): its noise estimate contradicts its premise")
-        if self.information_p is not None and self.information_p > INFORMATION_LEVEL:
+        if self._information_fails():
             reasons.append(f"a classifier fitted on the given labels predicts held-out given labels no better than "
                            f"chance (permutation p = {self.information_p:.3f}, {INFORMATION_LEVEL:g} needed): the "
                            "features show no evidence, in these rows, to change labels by")
         if not reasons and not self.purified_better:
-            reasons.append(f"a classifier fitted on the purified labels agrees with held-out given labels on "
-                           f"{100 * self.support_purified:.2f} % of rows, one fitted on the given labels on "
-                           f"{100 * self.support_given:.2f} %: the purified labels are no better")
+            reasons.append(f"{self.comparison()}: the purified labels are no better")
         return reasons
+
+    def why_kept(self) -> str:
+        """:meth:`reasons_to_keep_given` as one clause (empty when the purified labels are kept)."""
+        return "; and ".join(self.reasons_to_keep_given())
 
     def to_dict(self) -> dict:
         """The fields as plain JSON-able values (as summary.json records them)."""
@@ -179,9 +192,8 @@ def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int
     scores = cross_fitted_ridge_scores(store, np.stack([purified, given]), n_classes, ridge=ridge, seed=seed)
     for_purified, for_given = (float((s.argmax(1) == given).mean()) for s in scores)
     p = information_p_value(scores[1].argmax(1), given, n_classes, seed=seed)
-    credible = meta_label_belief is None or meta_label_belief >= MIN_META_LABEL_BELIEF
-    better = credible and p <= INFORMATION_LEVEL and for_purified >= for_given
-    return LabelAudit(changed, for_purified, for_given, bool(better), p, meta_label_belief)
+    audit = LabelAudit(changed, for_purified, for_given, False, p, meta_label_belief)
+    return replace(audit, purified_better=audit.model_credible() and for_purified >= for_given)
 
 
 def balanced_agreement(predicted: np.ndarray, given: np.ndarray, n_classes: int) -> float:

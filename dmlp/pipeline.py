@@ -17,7 +17,6 @@ the rest.  :func:`purify_dataset` is the two in one call.
 from __future__ import annotations
 
 import logging
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union

@@ -7,7 +7,6 @@ a :class:`dmlp.config.Config` and the result is put back in the caller's row ord
 from __future__ import annotations
 
 import logging
-
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -181,7 +180,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         result.notes["label_audit"] = audit.to_dict()
         if not audit.purified_better:
             log.warning("label check without ground truth: %s; the given labels are kept "
-                        "(notes['label_audit'])", "; and ".join(audit.reasons_to_keep_given()))
+                        "(notes['label_audit'])", audit.why_kept())
     return result
 
 

@@ -417,6 +417,9 @@ def _print_summary(s, out):
     lines = [f"DMLP [{s['config_name']}] on {s['data']}: {s['n_purified']} rows purified, "
              f"{s['n_meta']} meta rows ({s['meta_source']}), {s['n_classes']} classes, device {s['device']}",
              f"  changed {s['n_changed']} labels in {s['seconds']:.1f} s"]
+    from .audit import LabelAudit            # here: the module needs torch, which a bad input never loads
+    audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
+    audit = None if audit is None else LabelAudit(**audit)
     if "label_accuracy_after" in s:
         rows = "" if s["n_truth_known"] == s["n_purified"] else \
             f" on the {s['n_truth_known']} of {s['n_purified']} purified rows whose true label is known"
@@ -425,27 +428,20 @@ def _print_summary(s, out):
                      "wrong-label AUC " + ("undefined" if s["label_quality_auc"] is None
                                            else f"{s['label_quality_auc']:.3f}") + ")")
     else:
-        disowned = isinstance(s.get("notes"), dict) and "label_audit" in s["notes"] and \
-            not s["notes"]["label_audit"]["purified_better"]
+        disowned = audit is not None and audit.n_changed > 0 and not audit.model_credible()
         lines.append(f"  estimated noise rate {100 * s['estimated_noise_rate']:.2f} % "
                      "(no ground truth for these rows: nothing to measure against"
                      + ("; the check below finds the purifier's model not credible here" if disowned else "") + ")")
-    from .audit import LabelAudit            # here: the module needs torch, which a bad input never loads
-    audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
     if audit is not None:
-        audit = LabelAudit(**audit)
-        reasons = audit.reasons_to_keep_given()
         if audit.n_changed == 0:
             lines.append("  check without ground truth: no label changed, nothing to check (the run found no "
                          "evidence against the given labels, which is not evidence that they are clean)")
-        elif reasons:
-            lines.append(f"  check without ground truth: {'; and '.join(reasons)}; the given labels are kept "
+        elif not audit.purified_better:
+            lines.append(f"  check without ground truth: {audit.why_kept()}; the given labels are kept "
                          f"(held-out agreement of a classifier fitted on the purified labels "
                          f"{100 * audit.support_purified:.2f} %, on the given labels {100 * audit.support_given:.2f} %)")
         else:
-            lines.append(f"  check without ground truth: a classifier fitted on the purified labels agrees with "
-                         f"held-out given labels on {100 * audit.support_purified:.2f} % of rows, one fitted on the "
-                         f"given labels on {100 * audit.support_given:.2f} %: the purified labels are kept")
+            lines.append(f"  check without ground truth: {audit.comparison()}: the purified labels are kept")
     if "test_accuracy" in s:
         lines.append(f"  EAC classifier test accuracy {100 * s['test_accuracy']:.2f} %")
     written = [name for name in OUTPUT_FILES if (Path(out) / name).exists()]

@@ -122,6 +122,21 @@ def test_summary_line_of_the_check(capsys):
             "labels predicts held-out given labels no better than chance") in both
 
 
+def test_the_noise_estimate_is_disowned_only_with_the_model(capsys):
+    """The summary's noise estimate is marked not credible when a check discredits the model,
+    not when the purified labels merely lose the comparison."""
+    from dmlp.audit import LabelAudit
+    from dmlp.run import _print_summary
+    base = {"config_name": "default", "data": "d", "n_purified": 10, "n_meta": 2, "meta_source": "auto",
+            "n_classes": 3, "device": "cpu", "n_changed": 4, "seconds": 1.0, "estimated_noise_rate": 0.1}
+    mark = "the check below finds the purifier's model not credible here"
+    for audit, marked in ((LabelAudit(4, 0.3, 0.4, False, 0.005, 0.9), False),
+                          (LabelAudit(4, 0.4, 0.3, False, 0.005, 0.2), True),
+                          (LabelAudit(4, 0.4, 0.3, False, 0.31, 0.9), True)):
+        _print_summary({**base, "notes": {"label_audit": audit.to_dict()}}, "out")
+        assert (mark in capsys.readouterr().out) == marked, audit
+
+
 def test_the_check_records_what_it_did_not_test():
     """No label changed: nothing was tested, so no p-value is recorded (and no reason given)."""
     X, truth, given, _ = _mixture()
