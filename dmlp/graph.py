@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from .errors import InputError
 from .numerics import CHUNK_ELEMENTS, CHUNK_ROWS, PROB_FLOOR
@@ -107,18 +108,53 @@ def propagate(S, seeds, alpha: float, steps: int, read_out: bool = True):
     np.ndarray or torch.Tensor of shape (N, C), as ``seeds``
     """
     seeds_t = torch.as_tensor(seeds)
+    order = None
+    if sp.issparse(S):         # rows renumbered so that neighbours sit close in memory
+        order = reverse_cuthill_mckee(S.tocsr(), symmetric_mode=True).astype(np.int64)
+        S = permuted_graph(S.tocsr(), order)
+        order = torch.from_numpy(order).to(seeds_t.device)
     A = sparse_tensor(S, seeds_t.dtype, seeds_t.device)
     n, width = seeds_t.shape
     group = max(1, CHUNK_ELEMENTS // max(1, n))
     result = torch.empty_like(seeds_t)
     for c in range(0, width, group):
-        Y = seeds_t[:, c:c + group].contiguous()
+        Y = seeds_t[:, c:c + group]
+        Y = Y.contiguous() if order is None else Y[order]
         F, out = Y.clone(), torch.empty_like(Y)
         for _ in range(steps):
             torch.addmm(Y, A, F, beta=1 - alpha, alpha=alpha, out=out)
             F, out = out, F
-        result[:, c:c + group] = torch.mm(A, F, out=out) if read_out else F
+        F = torch.mm(A, F, out=out) if read_out else F
+        if order is None:
+            result[:, c:c + group] = F
+        else:
+            result[:, c:c + group].index_copy_(0, order, F)
     return result.numpy() if isinstance(seeds, np.ndarray) else result
+
+
+def permuted_graph(S: sp.csr_matrix, order: np.ndarray) -> sp.csr_matrix:
+    """``S[order][:, order]``, each row's entries kept in their stored order.
+
+    A product with it then sums every row in the same order as with ``S``: the propagation is
+    bit for bit the same, only the memory it reads is closer together (reverse Cuthill-McKee
+    puts a row's neighbours near it, so a sparse product reads nearby rows of ``F`` from cache).
+
+    Parameters
+    ----------
+    S : scipy.sparse.csr_matrix of shape (N, N)
+    order : np.ndarray of shape (N,), int64
+        A permutation: row ``i`` of the result is row ``order[i]`` of ``S``.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix of shape (N, N)
+    """
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    lengths = np.diff(S.indptr)[order]
+    indptr = np.concatenate([[0], np.cumsum(lengths)])
+    source = np.repeat(S.indptr[order] - indptr[:-1], lengths) + np.arange(indptr[-1])
+    return sp.csr_matrix((S.data[source], position[S.indices[source]], indptr), shape=S.shape)
 
 
 def sparse_tensor(S, dtype: torch.dtype = torch.float32, device="cpu") -> torch.Tensor:

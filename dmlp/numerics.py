@@ -25,6 +25,9 @@ CHUNK_ROWS = 16384
 #: Elements of the largest float32 temporary a batched product may create at once (128 MiB):
 #: work over many classes is split into groups that stay below it.
 CHUNK_ELEMENTS = 2 ** 25
+#: Elements of a row block of element-wise work done pass after pass (2 MiB in float64): the
+#: block stays in cache between the passes, where a whole N x C array would go to memory each time.
+CACHE_BLOCK_ELEMENTS = 2 ** 18
 #: Rows per chunk when a memory map is gathered into a tensor (:func:`dmlp.batches.gather_rows`).
 GATHER_ROWS = 4096
 #: Bytes of one float32 feature value: the unit of the resident-memory budget.
@@ -161,21 +164,32 @@ class RowAdam:
         self.v = torch.zeros(n_rows, n_cols, dtype=dtype, device=device)
         self.steps = torch.zeros(n_rows, 1, dtype=dtype, device=device)
 
-    def step(self, params: torch.Tensor, rows, grad: torch.Tensor) -> None:
-        """One Adam step, in place, of ``params[rows]`` along ``grad`` (same shape)."""
+    def step(self, params: torch.Tensor, rows: slice, grad: torch.Tensor) -> None:
+        """One Adam step, in place, of ``params[rows]`` along ``grad`` (same shape).
+
+        Row block by row block (:data:`CACHE_BLOCK_ELEMENTS`): the moments' and the step's
+        passes then read a block from cache, where over all rows each would go to memory."""
+        start, stop, _ = rows.indices(params.shape[0])
+        t = self.steps[start:stop].add_(1)
+        # the rows stepped alike (a whole epoch at once): one bias correction for all
+        uniform = float(t[0]) if t.numel() and bool(t.amin() == t.amax()) else None
+        block = max(1, CACHE_BLOCK_ELEMENTS // max(1, params.shape[1]))
+        for s in range(0, stop - start, block):
+            part = slice(start + s, min(start + s + block, stop))
+            self._step_rows(params[part], part, grad[s:s + block], uniform)
+
+    def _step_rows(self, p: torch.Tensor, rows: slice, grad: torch.Tensor, uniform) -> None:
         b1, b2 = self.betas
-        p = params[rows]
         if self.weight_decay:
             grad = grad + self.weight_decay * p
         m = self.m[rows].mul_(b1).add_(grad, alpha=1 - b1)
         v = self.v[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        t = self.steps[rows].add_(1)
         # p -= lr * m_hat / (sqrt(v_hat) + eps) with per-row bias corrections, one temporary
-        if t.numel() and bool(t.amin() == t.amax()):   # the rows stepped alike (a whole epoch at once)
-            t = float(t[0])
-            denom = v.sqrt().div_(math.sqrt(1 - b2 ** t)).add_(1e-8)
-            p.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** t))
+        if uniform is not None:
+            denom = v.sqrt().div_(math.sqrt(1 - b2 ** uniform)).add_(1e-8)
+            p.addcdiv_(m, denom, value=-self.lr / (1 - b1 ** uniform))
         else:
+            t = self.steps[rows]
             step = v.sqrt().mul_((1 - b2 ** t).rsqrt()).add_(1e-8).reciprocal_().mul_(m)
             p.sub_(step.mul_(self.lr / (1 - b1 ** t)))
 

@@ -33,7 +33,7 @@ import torch
 
 from .errors import check_finite
 from .graph import propagate
-from .numerics import normalise_rows, safe_log, stable_exp_rows
+from .numerics import CACHE_BLOCK_ELEMENTS, normalise_rows, safe_log, stable_exp_rows
 from .transition import given_label_posterior, transition_counts, transition_from_posteriors
 
 log = logging.getLogger("dmlp")
@@ -54,6 +54,8 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
     """
     fixed = fixed if fixed is not None else np.zeros_like(log_terms[0])
     L = np.stack(log_terms)                                     # K x n x C
+    K, n, C = L.shape
+    L_flat = L.reshape(K, n * C)
     idx = np.arange(len(truth))
 
     def evaluate(w):
@@ -62,9 +64,10 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
         lse = np.log(np.exp(z).sum(1))
         soft = np.exp(z - lse[:, None])
         value = -(z[idx, truth] - lse).mean()
-        mean_l = (soft[None] * L).sum(-1)                          # K x n: E_soft[l_k]
+        weighted = L_flat * soft.reshape(1, n * C)                # K x nC: soft * l_k
+        mean_l = weighted.reshape(K, n, C).sum(-1)                 # K x n: E_soft[l_k]
         grad = -(L[:, idx, truth] - mean_l).mean(1)
-        hess = np.einsum("inc,jnc,nc->ij", L, L, soft) / len(truth) - mean_l @ mean_l.T / len(truth)
+        hess = (weighted @ L_flat.T - mean_l @ mean_l.T) / n     # covariance of the l_k under soft
         scale = 1.0 / (prior_std ** 2 * len(truth))                # the prior, per row like the NLL
         value = value + 0.5 * scale * ((w - 1.0) ** 2).sum()
         return value, grad + scale * (w - 1.0), hess + scale * np.eye(len(w))
@@ -245,10 +248,17 @@ def _meta_posterior(eac_meta_oof: np.ndarray, transition, meta_given) -> np.ndar
 
 def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
     """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C)."""
-    z = torch.from_numpy(safe_log(transition).T[given]).mul_(float(weights[-1]))     # N x C, log T[c, given]
-    for w, t in zip(weights, terms):                  # in place, float32 terms read as they are
-        z.add_(torch.as_tensor(t), alpha=float(w))
-    return stable_exp_rows(z.numpy())
+    log_t = torch.from_numpy(np.ascontiguousarray(safe_log(transition).T))    # row g: log T[:, g]
+    given = torch.as_tensor(np.asarray(given), dtype=torch.int64)
+    q = np.empty((len(given), log_t.shape[1]))
+    block = max(1, CACHE_BLOCK_ELEMENTS // log_t.shape[1])
+    for s in range(0, len(given), block):                 # row blocks: every pass stays in cache
+        rows = slice(s, s + block)
+        z = log_t[given[rows]].mul_(float(weights[-1]))
+        for w, t in zip(weights, terms):                  # float32 terms read as they are
+            z.add_(torch.as_tensor(t[rows]), alpha=float(w))
+        q[rows] = stable_exp_rows(z.numpy())
+    return q
 
 
 @dataclass

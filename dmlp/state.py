@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .ipc import meta_folds, meta_view_weights
-from .numerics import CHUNK_ROWS, PROB_FLOOR, RowAdam
+from .numerics import CACHE_BLOCK_ELEMENTS, PROB_FLOOR, RowAdam
 from .transition import TransitionModel
 
 
@@ -86,9 +86,11 @@ def label_argmax(labels: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nvc,nv->nc", P, scale).argmax(-1)
 
 
-def _row_blocks(n: int):
-    """Slices of ``CHUNK_ROWS`` rows covering ``0..n-1`` (bounded temporaries)."""
-    return (slice(s, s + CHUNK_ROWS) for s in range(0, n, CHUNK_ROWS))
+def _row_blocks(labels: torch.Tensor):
+    """Slices of rows covering ``labels`` (N, V, C), each of about :data:`CACHE_BLOCK_ELEMENTS`
+    values: the temporaries stay bounded and each block's passes read it from cache."""
+    n, block = labels.shape[0], max(1, CACHE_BLOCK_ELEMENTS // max(1, labels[0].numel()))
+    return (slice(s, s + block) for s in range(0, n, block))
 
 
 @dataclass
@@ -129,10 +131,10 @@ class LabelState:
 
     def distribution(self) -> torch.Tensor:
         """(N, C): the views' label distributions, averaged (row block by row block: the
-        temporaries stay ``CHUNK_ROWS x V x C`` however many rows and classes)."""
+        temporaries stay small however many rows and classes)."""
         N, _, C = self.labels.shape
         out = torch.empty(N, C, dtype=self.labels.dtype, device=self.labels.device)
-        for rows in _row_blocks(N):
+        for rows in _row_blocks(self.labels):
             out[rows] = label_distribution(self.labels[rows]).mean(1)
         return out
 
@@ -142,7 +144,7 @@ class LabelState:
         record = {"epoch": self.epochs_done, "meta_loss": meta_loss}
         if truth is not None:
             right = sum(int((label_argmax(self.labels[rows]) == truth[rows]).sum())
-                        for rows in _row_blocks(len(self.labels)))
+                        for rows in _row_blocks(self.labels))
             record["label_accuracy"] = right / len(truth)
         self.history.append(record)
         return record

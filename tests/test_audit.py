@@ -195,3 +195,24 @@ def test_audit_keeps_the_given_labels_when_the_features_say_nothing():
     audit = audit_changes(store, given[order], moved[order], 8, ridge=1e-3, seed=0)
     assert audit.support_purified > audit.support_given           # the raw comparison alone would keep them
     assert audit.information_p > 0.01 and not audit.purified_better
+
+
+def test_prior_strength_equals_the_dirichlet_multinomial_likelihood_written_out():
+    """The grid point maximising the marginal likelihood written cell by cell, with T0 as a
+    matrix (the reference the closed-form shortcuts are checked against), at several class counts."""
+    from scipy.special import gammaln
+    from dmlp.transition import STRENGTH_GRID, pooled_transition, prior_strength
+    rng = np.random.default_rng(6)
+    for C in (3, 12, 120):
+        for flip in (0.05, 0.3):
+            counts = np.eye(C) * rng.integers(5, 60, C) * (1 - flip)
+            counts[np.arange(C), (np.arange(C) + 1) % C] += 40 * flip * rng.random(C)
+            counts += rng.random((C, C)) * rng.random()
+            same, other = pooled_transition(counts)
+            T0 = np.full((C, C), other)
+            np.fill_diagonal(T0, same)
+            n = counts.sum(1)
+            grid = 0.5 * C * STRENGTH_GRID
+            ll = [(gammaln(k) - gammaln(n + k)).sum() + (gammaln(counts + k * T0) - gammaln(k * T0)).sum()
+                  for k in grid]
+            assert prior_strength(counts, 0.5) == grid[int(np.argmax(ll))]

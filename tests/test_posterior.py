@@ -7,7 +7,7 @@ import torch
 
 from dmlp.numerics import normalise_rows, safe_log
 from dmlp.graph import knn_graph, propagate
-from dmlp.posterior import (Posterior, bayes_posterior, fit_exponents, graph_evidence,
+from dmlp.posterior import (Posterior, apply_posterior, bayes_posterior, fit_exponents, graph_evidence,
                              posterior_graph_evidence)
 from dmlp.transition import estimate_transition, transition_from_posteriors
 
@@ -274,3 +274,35 @@ def test_fit_exponents_stay_finite_on_separable_evidence():
     P[np.arange(n), truth] = 0.7
     w = fit_exponents([np.log(P)], truth, prior_std=1.0)
     assert 1.0 < w[0] < 10.0
+
+
+def test_propagate_in_locality_order_is_bit_identical_to_the_stored_order():
+    """A scipy graph is propagated with its rows renumbered (reverse Cuthill-McKee) and each
+    row's entries kept in their stored order: the same sums in the same order as the torch
+    CSR graph taken as it is, so the same bits."""
+    import scipy.sparse as sp
+    from dmlp.graph import permuted_graph, sparse_tensor
+    S = knn_graph(torch.randn(2000, 8, generator=torch.Generator().manual_seed(4)), 7)
+    seeds = np.random.default_rng(1).random((2000, 5)).astype(np.float32)
+    renumbered = propagate(S, seeds, 0.9, 6)
+    as_stored = propagate(sparse_tensor(S), torch.from_numpy(seeds), 0.9, 6).numpy()
+    np.testing.assert_array_equal(renumbered, as_stored)
+    order = np.random.default_rng(2).permutation(2000)
+    P = permuted_graph(S, order)
+    assert (P != S[order][:, order]).nnz == 0
+    assert isinstance(P, sp.csr_matrix)
+
+
+def test_apply_posterior_row_blocks_change_no_bit(monkeypatch):
+    import dmlp.posterior
+    rng = np.random.default_rng(5)
+    n, C = 301, 6
+    terms = [np.log(rng.dirichlet(np.ones(C), n)).astype(np.float32), np.log(rng.dirichlet(np.ones(C), n))]
+    transition = rng.dirichlet(np.ones(C) * 3, C)
+    given = rng.integers(0, C, n)
+    weights = np.array([0.7, 1.2, 0.9])
+    whole = apply_posterior(weights, transition, terms, given)
+    direct = np.exp(weights[0] * terms[0] + weights[1] * terms[1] + weights[2] * np.log(transition.T[given]))
+    np.testing.assert_allclose(whole, direct / direct.sum(1, keepdims=True), rtol=1e-6)
+    monkeypatch.setattr(dmlp.posterior, "CACHE_BLOCK_ELEMENTS", 5 * C)       # blocks of 5 rows
+    np.testing.assert_array_equal(apply_posterior(weights, transition, terms, given), whole)

@@ -100,3 +100,16 @@ def test_label_argmax_is_the_argmax_of_the_averaged_distribution():
     labels[::7] = -1.0                                         # every view uniform: class 0 both ways
     expected = label_distribution(labels).mean(1).argmax(-1)
     assert torch.equal(label_argmax(labels), expected)
+
+
+def test_record_and_distribution_in_row_blocks_match_the_whole_tensor(monkeypatch):
+    import dmlp.state
+    g = torch.Generator().manual_seed(1)
+    labels = torch.rand(103, 2, 5, generator=g) - 0.2
+    truth = torch.randint(0, 5, (103,), generator=g)
+    state = LabelState.__new__(LabelState)
+    state.labels, state.epochs_done, state.history = labels, 0, []
+    monkeypatch.setattr(dmlp.state, "CACHE_BLOCK_ELEMENTS", 10 * 10)       # blocks of 10 rows
+    record = state.record(0.0, truth)
+    assert record["label_accuracy"] == int((label_argmax(labels) == truth).sum()) / 103
+    assert torch.equal(state.distribution(), label_distribution(labels).mean(1))
