@@ -87,12 +87,15 @@ def propagate(S, seeds, alpha: float, steps: int, read_out: bool = True):
     Linear in the seeds: several seedings propagate at once as column blocks of ``seeds``.
     Each step is one sparse-dense product of torch (threaded, and on the seeds' device); wide
     seeds go in column groups of at most :data:`dmlp.numerics.CHUNK_ELEMENTS` values, whose
-    columns propagate independently, so the temporaries stay bounded at many classes.
+    columns propagate independently, so the temporaries stay bounded at many classes.  A scipy
+    ``S`` is first renumbered in reverse Cuthill-McKee order (:func:`permuted_graph`): the same
+    sums in the same order, read from memory that is closer together.
 
     Parameters
     ----------
     S : scipy.sparse matrix or torch sparse CSR tensor of shape (N, N)
-        The affinity (:func:`normalised_affinity`, :func:`sparse_tensor`).
+        The affinity (:func:`normalised_affinity`, :func:`sparse_tensor`; a tensor is used in
+        its own order).
     seeds : np.ndarray or torch.Tensor of shape (N, C)
         ``Y0``; its type, dtype and device are kept.
     alpha : float
