@@ -56,6 +56,14 @@ def fits_in_ram(n_rows: int, n_cols: int, limit_gb: float, copies: int = 1,
     return copies * n_rows * n_cols * item_bytes <= limit_gb * 2 ** 30
 
 
+def cache_row_blocks(n_rows: int, row_elements: int):
+    """Slices of rows covering ``0..n_rows-1``, each of about :data:`CACHE_BLOCK_ELEMENTS`
+    values when a row holds ``row_elements``: element-wise work done pass after pass over a
+    block reads it from cache, and its temporaries stay bounded however many classes."""
+    block = max(1, CACHE_BLOCK_ELEMENTS // max(1, row_elements))
+    return [slice(s, min(s + block, n_rows)) for s in range(0, n_rows, block)]
+
+
 def safe_log(P: np.ndarray) -> np.ndarray:
     """``log(max(P, PROB_FLOOR))`` element-wise, for arrays of probabilities of any shape."""
     return _threaded(P).clamp_min(PROB_FLOOR).log_().numpy()
@@ -167,16 +175,15 @@ class RowAdam:
     def step(self, params: torch.Tensor, rows: slice, grad: torch.Tensor) -> None:
         """One Adam step, in place, of ``params[rows]`` along ``grad`` (same shape).
 
-        Row block by row block (:data:`CACHE_BLOCK_ELEMENTS`): the moments' and the step's
-        passes then read a block from cache, where over all rows each would go to memory."""
+        Row block by row block (:func:`cache_row_blocks`): the moments' and the step's passes
+        then read a block from cache, where over all rows each would go to memory."""
         start, stop, _ = rows.indices(params.shape[0])
         t = self.steps[start:stop].add_(1)
         # the rows stepped alike (a whole epoch at once): one bias correction for all
         uniform = float(t[0]) if t.numel() and bool(t.amin() == t.amax()) else None
-        block = max(1, CACHE_BLOCK_ELEMENTS // max(1, params.shape[1]))
-        for s in range(0, stop - start, block):
-            part = slice(start + s, min(start + s + block, stop))
-            self._step_rows(params[part], part, grad[s:s + block], uniform)
+        for part in cache_row_blocks(stop - start, params.shape[1]):
+            rows = slice(start + part.start, start + part.stop)
+            self._step_rows(params[rows], rows, grad[part], uniform)
 
     def _step_rows(self, p: torch.Tensor, rows: slice, grad: torch.Tensor, uniform) -> None:
         b1, b2 = self.betas

@@ -33,7 +33,7 @@ import torch
 
 from .errors import check_finite
 from .graph import propagate
-from .numerics import CACHE_BLOCK_ELEMENTS, normalise_rows, safe_log, stable_exp_rows
+from .numerics import cache_row_blocks, normalise_rows, safe_log, stable_exp_rows
 from .transition import given_label_posterior, transition_counts, transition_from_posteriors
 
 log = logging.getLogger("dmlp")
@@ -251,9 +251,7 @@ def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: n
     log_t = torch.from_numpy(np.ascontiguousarray(safe_log(transition).T))    # row g: log T[:, g]
     given = torch.as_tensor(np.asarray(given), dtype=torch.int64)
     q = np.empty((len(given), log_t.shape[1]))
-    block = max(1, CACHE_BLOCK_ELEMENTS // log_t.shape[1])
-    for s in range(0, len(given), block):                 # row blocks: every pass stays in cache
-        rows = slice(s, s + block)
+    for rows in cache_row_blocks(len(given), log_t.shape[1]):      # every pass stays in cache
         z = log_t[given[rows]].mul_(float(weights[-1]))
         for w, t in zip(weights, terms):                  # float32 terms read as they are
             z.add_(torch.as_tensor(t[rows]), alpha=float(w))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .ipc import meta_folds, meta_view_weights
-from .numerics import CACHE_BLOCK_ELEMENTS, PROB_FLOOR, RowAdam
+from .numerics import PROB_FLOOR, RowAdam, cache_row_blocks
 from .transition import TransitionModel
 
 
@@ -86,13 +86,6 @@ def label_argmax(labels: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nvc,nv->nc", P, scale).argmax(-1)
 
 
-def _row_blocks(labels: torch.Tensor):
-    """Slices of rows covering ``labels`` (N, V, C), each of about :data:`CACHE_BLOCK_ELEMENTS`
-    values: the temporaries stay bounded and each block's passes read it from cache."""
-    n, block = labels.shape[0], max(1, CACHE_BLOCK_ELEMENTS // max(1, labels[0].numel()))
-    return (slice(s, s + block) for s in range(0, n, block))
-
-
 @dataclass
 class LabelState:
     """What the loop learns: the labels of every view and what moves them.
@@ -134,7 +127,7 @@ class LabelState:
         temporaries stay small however many rows and classes)."""
         N, _, C = self.labels.shape
         out = torch.empty(N, C, dtype=self.labels.dtype, device=self.labels.device)
-        for rows in _row_blocks(self.labels):
+        for rows in cache_row_blocks(N, self.labels[0].numel()):
             out[rows] = label_distribution(self.labels[rows]).mean(1)
         return out
 
@@ -144,7 +137,7 @@ class LabelState:
         record = {"epoch": self.epochs_done, "meta_loss": meta_loss}
         if truth is not None:
             right = sum(int((label_argmax(self.labels[rows]) == truth[rows]).sum())
-                        for rows in _row_blocks(self.labels))
+                        for rows in cache_row_blocks(len(self.labels), self.labels[0].numel()))
             record["label_accuracy"] = right / len(truth)
         self.history.append(record)
         return record

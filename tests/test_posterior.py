@@ -294,7 +294,7 @@ def test_propagate_in_locality_order_is_bit_identical_to_the_stored_order():
 
 
 def test_apply_posterior_row_blocks_change_no_bit(monkeypatch):
-    import dmlp.posterior
+    import dmlp.numerics
     rng = np.random.default_rng(5)
     n, C = 301, 6
     terms = [np.log(rng.dirichlet(np.ones(C), n)).astype(np.float32), np.log(rng.dirichlet(np.ones(C), n))]
@@ -304,5 +304,5 @@ def test_apply_posterior_row_blocks_change_no_bit(monkeypatch):
     whole = apply_posterior(weights, transition, terms, given)
     direct = np.exp(weights[0] * terms[0] + weights[1] * terms[1] + weights[2] * np.log(transition.T[given]))
     np.testing.assert_allclose(whole, direct / direct.sum(1, keepdims=True), rtol=1e-6)
-    monkeypatch.setattr(dmlp.posterior, "CACHE_BLOCK_ELEMENTS", 5 * C)       # blocks of 5 rows
+    monkeypatch.setattr(dmlp.numerics, "CACHE_BLOCK_ELEMENTS", 5 * C)       # blocks of 5 rows
     np.testing.assert_array_equal(apply_posterior(weights, transition, terms, given), whole)

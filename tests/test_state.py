@@ -103,13 +103,13 @@ def test_label_argmax_is_the_argmax_of_the_averaged_distribution():
 
 
 def test_record_and_distribution_in_row_blocks_match_the_whole_tensor(monkeypatch):
-    import dmlp.state
+    import dmlp.numerics
     g = torch.Generator().manual_seed(1)
     labels = torch.rand(103, 2, 5, generator=g) - 0.2
     truth = torch.randint(0, 5, (103,), generator=g)
     state = LabelState.__new__(LabelState)
     state.labels, state.epochs_done, state.history = labels, 0, []
-    monkeypatch.setattr(dmlp.state, "CACHE_BLOCK_ELEMENTS", 10 * 10)       # blocks of 10 rows
+    monkeypatch.setattr(dmlp.numerics, "CACHE_BLOCK_ELEMENTS", 10 * 10)       # blocks of 10 rows
     record = state.record(0.0, truth)
     assert record["label_accuracy"] == int((label_argmax(labels) == truth).sum()) / 103
     assert torch.equal(state.distribution(), label_distribution(labels).mean(1))
