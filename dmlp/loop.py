@@ -117,7 +117,8 @@ def fit(run: Run, state: LabelState, settings: LoopSettings, epochs: int, timing
     """Run the epochs from ``state.epochs_done`` to ``epochs``, with a progress bar.
 
     ``on_epoch_end(epoch, state_fn)`` is called after each epoch; ``state_fn()`` returns the
-    checkpoint to save (:meth:`LabelState.state_dict` plus EAC's ``"eac"``).
+    checkpoint to save (:meth:`LabelState.state_dict` plus EAC's ``"eac"``), whose large
+    tensors are the run's own: save it before returning (the run goes on changing them).
     """
     bar = progress_bar(total=epochs, initial=state.epochs_done, desc="DMLP", unit="epoch", enabled=progress)
     while state.epochs_done < epochs:

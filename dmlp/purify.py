@@ -114,7 +114,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         Progress bars over the scaling pass, the epochs and the final decision.
     checkpoint, on_epoch_end
         Resume from a state saved by ``on_epoch_end(epoch, state_fn)``; ``state_fn()`` returns
-        the dict to save (:func:`dmlp.loop.checkpoint`).  Used by the CLI's ``--resume``.
+        the dict to save (:func:`dmlp.loop.checkpoint`), sharing the run's tensors: save it
+        before ``on_epoch_end`` returns, or copy it.  Used by the CLI's ``--resume``.
     feature_scaling : FeatureScaling, optional
         The map from the features' units to the method's (``dmlp.scaling``); default: fitted on
         ``features`` with ``config.run.feature_scaling``.  Applied to ``meta_features`` alike.

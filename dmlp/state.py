@@ -150,10 +150,13 @@ class LabelState:
         return soft
 
     def state_dict(self) -> dict:
-        """CPU copies of the state; ``epoch`` is the index of the last completed epoch."""
-        return {"epoch": self.epochs_done - 1, "labels": self.labels.cpu().clone(),
+        """The state on the CPU; ``epoch`` is the index of the last completed epoch.
+
+        On the CPU the tensors are the state's own, not copies (at 1,000 classes the labels and
+        their moments are over a gigabyte): save the dict before the next epoch, or copy it."""
+        return {"epoch": self.epochs_done - 1, "labels": self.labels.cpu(),
                 "history": list(self.history),
-                "adam": {k: v.cpu().clone() for k, v in self.adam.state_dict().items()},
+                "adam": {k: v.cpu() for k, v in self.adam.state_dict().items()},
                 "transition": None if self.transition is None else self.transition.matrix.cpu().clone()}
 
     def load_state_dict(self, state: dict) -> None:
