@@ -113,8 +113,9 @@ def propagate(S, seeds, alpha: float, steps: int, read_out: bool = True):
     seeds_t = torch.as_tensor(seeds)
     order = None
     if sp.issparse(S):         # rows renumbered so that neighbours sit close in memory
-        order = reverse_cuthill_mckee(S.tocsr(), symmetric_mode=True).astype(np.int64)
-        S = permuted_graph(S.tocsr(), order)
+        S = S.tocsr()
+        order = reverse_cuthill_mckee(S, symmetric_mode=True).astype(np.int64)
+        S = permuted_graph(S, order)
         order = torch.from_numpy(order).to(seeds_t.device)
     A = sparse_tensor(S, seeds_t.dtype, seeds_t.device)
     n, width = seeds_t.shape

@@ -56,7 +56,7 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
     L = np.stack(log_terms)                                     # K x n x C
     K, n, C = L.shape
     L_flat = L.reshape(K, n * C)
-    idx = np.arange(len(truth))
+    idx = np.arange(n)
 
     def evaluate(w):
         z = fixed + np.tensordot(w, L, axes=1)
@@ -68,7 +68,7 @@ def fit_exponents(log_terms, truth: np.ndarray, fixed=None, upper: float = 20.0,
         mean_l = weighted.reshape(K, n, C).sum(-1)                 # K x n: E_soft[l_k]
         grad = -(L[:, idx, truth] - mean_l).mean(1)
         hess = (weighted @ L_flat.T - mean_l @ mean_l.T) / n     # covariance of the l_k under soft
-        scale = 1.0 / (prior_std ** 2 * len(truth))                # the prior, per row like the NLL
+        scale = 1.0 / (prior_std ** 2 * n)                         # the prior, per row like the NLL
         value = value + 0.5 * scale * ((w - 1.0) ** 2).sum()
         return value, grad + scale * (w - 1.0), hess + scale * np.eye(len(w))
 

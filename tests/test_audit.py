@@ -91,16 +91,19 @@ def test_prior_strength_follows_how_well_rows_fit_the_pooled_model():
     assert prior_strength(asymmetric, 0.5) <= 0.5 * C * STRENGTH_GRID[2]
 
 
+#: The fields of summary.json that the summary line reads besides the check's.
+_SUMMARY = {"config_name": "default", "data": "d", "n_purified": 10, "n_meta": 2, "meta_source": "auto",
+            "n_classes": 3, "device": "cpu", "n_changed": 0, "seconds": 1.0, "estimated_noise_rate": 0.1}
+
+
 def test_summary_line_of_the_check(capsys):
     """The summary line states the verdict and every reason to keep the given labels, or that no
     label changed (no 0 % against 0 % verdict)."""
     from dmlp.audit import LabelAudit
     from dmlp.run import _print_summary
-    base = {"config_name": "default", "data": "d", "n_purified": 10, "n_meta": 2, "meta_source": "auto",
-            "n_classes": 3, "device": "cpu", "n_changed": 0, "seconds": 1.0, "estimated_noise_rate": 0.1}
 
     def line(audit):
-        _print_summary({**base, "n_changed": audit.n_changed, "notes": {"label_audit": audit.to_dict()}}, "out")
+        _print_summary({**_SUMMARY, "n_changed": audit.n_changed, "notes": {"label_audit": audit.to_dict()}}, "out")
         return [x for x in capsys.readouterr().out.splitlines() if "check without ground truth" in x][0]
 
     assert line(LabelAudit(0, None, None, True)).endswith(
@@ -127,13 +130,11 @@ def test_the_noise_estimate_is_disowned_only_with_the_model(capsys):
     not when the purified labels merely lose the comparison."""
     from dmlp.audit import LabelAudit
     from dmlp.run import _print_summary
-    base = {"config_name": "default", "data": "d", "n_purified": 10, "n_meta": 2, "meta_source": "auto",
-            "n_classes": 3, "device": "cpu", "n_changed": 4, "seconds": 1.0, "estimated_noise_rate": 0.1}
     mark = "the check below finds the purifier's model not credible here"
     for audit, marked in ((LabelAudit(4, 0.3, 0.4, False, 0.005, 0.9), False),
                           (LabelAudit(4, 0.4, 0.3, False, 0.005, 0.2), True),
                           (LabelAudit(4, 0.4, 0.3, False, 0.31, 0.9), True)):
-        _print_summary({**base, "notes": {"label_audit": audit.to_dict()}}, "out")
+        _print_summary({**_SUMMARY, "n_changed": 4, "notes": {"label_audit": audit.to_dict()}}, "out")
         assert (mark in capsys.readouterr().out) == marked, audit
 
 
@@ -166,6 +167,7 @@ def test_the_library_warns_when_the_given_labels_are_kept(caplog):
     assert np.ptp(out.label_quality[purified_rows]) == 0.0
     assert any("label check without ground truth" in r.getMessage() and "the given labels are kept" in r.getMessage()
                for r in caplog.records)
+
 
 def test_balanced_agreement_is_chance_for_any_prediction_blind_to_the_rows():
     """A constant prediction, or classes drawn in any proportions, sits at chance whatever the
