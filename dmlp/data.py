@@ -40,7 +40,10 @@ def require_file(path, name: str, kind: str) -> Path:
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{name}: file not found ({path})")
+        others = sorted(p.name for p in path.parent.glob(path.stem + ".*")) if path.parent.is_dir() else []
+        hint = f"; found {', '.join(others)}: save its array with numpy.save as {path.name}" \
+            if others and path.suffix == ".npy" else ""
+        raise InputError(f"{name}: file not found ({path}){hint}")
     if path.is_dir():
         raise InputError(f"{name}: is a folder, not {kind} ({path})")
     if path.stat().st_size == 0:
@@ -67,7 +70,9 @@ def load_npy(path, *, what: Optional[str] = None, mmap: bool = True) -> np.ndarr
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
             offset = fh.tell()
     except Exception as exc:  # numpy raises ValueError/EOFError/... for garbage
-        raise InputError(f"{name}: not a valid .npy file ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'})") from None
+        reason = f"{exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+        raise InputError(f"{name}: not a valid .npy file ({reason}); write the array with numpy.save "
+                         "(np.save(path, array)), not as text or another format") from None
     if dtype.hasobject:
         raise InputError(f"{name}: holds an object (pickled) array; only numeric arrays are accepted")
     expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize

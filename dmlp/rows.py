@@ -4,6 +4,7 @@ from __future__ import annotations
 import mmap
 import os
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -17,8 +18,9 @@ def _file_backed(array) -> bool:
             and array.ndim >= 1)
 
 
-def read_rows(array, rows) -> np.ndarray:
-    """``array[rows]`` as an ordinary array; from a memory-mapped .npy, by plain file reads.
+def read_rows(array, rows, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``array[rows]`` as an ordinary array (into ``out`` when given, which must have the
+    result's shape and dtype); from a memory-mapped .npy, by plain file reads.
 
     Indexing a memory map faults the pages it touches (and their neighbours: the kernel maps
     up to 64 KB around each fault) into the process, where they count as resident memory until
@@ -31,14 +33,16 @@ def read_rows(array, rows) -> np.ndarray:
         rows = np.arange(*rows.indices(array.shape[0]))
     rows = np.asarray(rows, dtype=np.int64)
     if not _file_backed(array) or rows.ndim != 1:
-        return np.array(array[rows])
+        return np.array(array[rows]) if out is None else np.take(array, rows, axis=0, out=out)
     n = array.shape[0]
     if rows.size and (rows.min() < -n or rows.max() >= n):
         raise IndexError(f"row index out of range for {n} rows")
     rows = np.where(rows < 0, rows + n, rows)
     ordered = rows.size < 2 or bool(np.all(np.diff(rows) > 0))
     wanted, inverse = (rows, None) if ordered else np.unique(rows, return_inverse=True)
-    out = np.empty((len(wanted),) + array.shape[1:], dtype=array.dtype)
+    target = out
+    if out is None or not ordered:
+        out = np.empty((len(wanted),) + array.shape[1:], dtype=array.dtype)
     row_bytes = out[0:1].nbytes if len(wanted) else 0
     if len(wanted):
         breaks = np.flatnonzero(np.diff(wanted) != 1) + 1
@@ -59,7 +63,11 @@ def read_rows(array, rows) -> np.ndarray:
                     offset += got
         finally:
             os.close(fd)
-    return out if inverse is None else out[inverse.reshape(-1)]
+    if inverse is None:
+        return out
+    if target is None:
+        return out[inverse.reshape(-1)]
+    return np.take(out, inverse.reshape(-1), axis=0, out=target)
 
 
 def _pread_into(fd, view, offset) -> int:

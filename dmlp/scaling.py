@@ -65,10 +65,15 @@ class FeatureScaling:
         rounding of the input itself.
         """
         x = np.array(block, dtype=np.float32)
-        if not self.is_identity:
-            x -= self.mean.astype(np.float32)
-            x *= self.scale.astype(np.float32)
+        self.apply_in_place(torch.from_numpy(x))
         return x
+
+    def apply_in_place(self, X: torch.Tensor) -> torch.Tensor:
+        """Scale the float32 tensor ``X`` (rows x d, on the CPU) in place, as :meth:`apply` does
+        (float32 arithmetic, the mean subtracted first); returns ``X``."""
+        if not self.is_identity:
+            X.sub_(torch.from_numpy(self.mean.astype(np.float32))).mul_(torch.from_numpy(self.scale.astype(np.float32)))
+        return X
 
     def apply_torch(self, X: torch.Tensor) -> torch.Tensor:
         """Scaled float32 tensor (rows x d) on ``X``'s device."""

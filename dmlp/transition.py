@@ -118,15 +118,42 @@ def normalise_counts(counts, smoothing: float):
     -------
     Same type as ``counts``, shape (C, C)
     """
-    if not smoothing:
-        return counts / counts.sum(1)[:, None]
     C = counts.shape[0]
-    as_numpy = counts.detach().double().cpu().numpy() if isinstance(counts, torch.Tensor) else np.asarray(counts)
-    strength = prior_strength(as_numpy, smoothing)
-    same, other = pooled_transition(as_numpy)
     eye = torch.eye(C, dtype=counts.dtype, device=counts.device) if isinstance(counts, torch.Tensor) else np.eye(C)
-    T = counts + strength * other + strength * (same - other) * eye
-    return T / T.sum(1)[:, None]
+    if smoothing:
+        as_numpy = counts.detach().double().cpu().numpy() if isinstance(counts, torch.Tensor) else np.asarray(counts)
+        strength = prior_strength(as_numpy, smoothing)
+        same, other = pooled_transition(as_numpy)
+        counts = counts + strength * other + strength * (same - other) * eye
+    return diagonally_dominant(counts / counts.sum(1)[:, None], eye)
+
+
+def diagonally_dominant(transition, eye):
+    """Each row of ``transition`` moved toward its one-hot diagonal just far enough that no
+    given label is likelier than the true class: ``T[c, c] >= T[c, g]`` for every g.
+
+    This is the identifiability assumption of class-conditional noise (Patrini et al., 2017;
+    the audit's and the meta draw's premise too): without it a model that flips every label
+    explains the data as well as one that keeps them, and a few meta rows whose given labels
+    happen to be wrong (two of two on a 2-class set) would make the model believe every label
+    flipped.  Row c becomes ``(1 - a) T[c] + a e_c`` with the smallest ``a`` in [0, 1] that
+    reaches a tie; rows that already satisfy it are unchanged.
+
+    Parameters
+    ----------
+    transition : np.ndarray or torch.Tensor of shape (C, C)
+        Rows summing to 1.
+    eye : the (C, C) identity of the same type, dtype and device
+
+    Returns
+    -------
+    The same type, shape (C, C), rows summing to 1.
+    """
+    diagonal = (transition * eye).sum(1)
+    others = transition - 2 * eye                    # the diagonal out of the running
+    largest_other = others.amax(1) if isinstance(others, torch.Tensor) else others.max(1)
+    a = ((largest_other - diagonal) / (1 - diagonal + largest_other)).clip(0, 1)
+    return transition * (1 - a)[:, None] + a[:, None] * eye
 
 
 def estimate_transition(meta_true: np.ndarray, meta_given: Optional[np.ndarray], n_classes: int,

@@ -35,7 +35,8 @@ def check_features(array: np.ndarray, name: str, *, check_finite: bool = True,
             block = read_rows(array, slice(start, start + chunk_rows))
             if not np.isfinite(block).all():
                 bad = start + int(np.argwhere(~np.isfinite(block))[0, 0])
-                raise InputError(f"{name}: contains NaN or infinite values (first at row {bad})")
+                raise InputError(f"{name}: contains NaN or infinite values (first at row {bad}); drop those rows "
+                                 "(and their labels) or replace the values before saving")
     return array
 
 
@@ -73,10 +74,12 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
     if array.ndim != 1:
         raise InputError(f"{name}: expected a 1-D label vector, got shape {array.shape}")
     if n_rows is not None and array.shape[0] != n_rows:
-        raise InputError(f"{name} has {array.shape[0]} rows but {rows_of} has {n_rows}")
+        raise InputError(f"{name} has {array.shape[0]} rows but {rows_of} has {n_rows}: the two must hold "
+                         "the same rows in the same order (one label a feature row)")
     if array.dtype.kind == "f":
         if not np.isfinite(array).all() or not np.all(array == np.round(array)):
-            raise InputError(f"{name}: labels must be integers, got non-integer {array.dtype} values")
+            raise InputError(f"{name}: labels must be integers, got non-integer {array.dtype} values; labels "
+                             "are class indices 0..C-1 (for soft labels or scores, save their argmax)")
     elif array.dtype.kind not in "iu":                  # bool too: True/False are no class indices
         raise InputError(f"{name}: labels must be integers, got dtype {array.dtype}")
     labels = array.astype(np.int64)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from dmlp.audit import audit_changes, cross_fitted_ridge_scores
 from dmlp.batches import FeatureStore, make_partition
-from dmlp.transition import normalise_counts
+from dmlp.transition import diagonally_dominant, normalise_counts
 
 
 def _store(X):
@@ -75,6 +76,28 @@ def test_an_empty_row_takes_the_pooled_noise_rate():
     T = normalise_counts(counts, 0.5)
     rho = (40 + 0.5) / (200 + 1)
     np.testing.assert_allclose(T[2], [rho / 2, rho / 2, 1 - rho])
+
+
+def test_a_transition_row_never_makes_a_wrong_label_likelier_than_the_true_class():
+    """Two meta rows of a 2-class set, both given the wrong label: counted as they are, T would
+    say every label is flipped (and the run would flip them all).  The estimate stops at a tie:
+    the given label is then no evidence either way."""
+    flipped = np.array([[0.0, 1.0], [1.0, 0.0]])
+    for smoothing in (0.5, 0.0):
+        np.testing.assert_allclose(normalise_counts(flipped, smoothing), 0.5)
+        np.testing.assert_allclose(normalise_counts(torch.as_tensor(flipped), smoothing).numpy(), 0.5)
+
+
+def test_diagonal_dominance_moves_only_the_rows_that_break_it_and_only_to_a_tie():
+    T = np.array([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    out = diagonally_dominant(T, np.eye(3))
+    np.testing.assert_array_equal(out[[0, 2]], T[[0, 2]])
+    a = (0.5 - 0.3) / (1 - 0.3 + 0.5)                  # the smallest step toward e_1 that ties
+    np.testing.assert_allclose(out[1], (1 - a) * T[1] + a * np.eye(3)[1])
+    assert out[1, 1] == pytest.approx(out[1, 0]) and out[1, 1] > out[1, 2]
+    np.testing.assert_allclose(out.sum(1), 1.0)
+    torch_out = diagonally_dominant(torch.as_tensor(T), torch.eye(3, dtype=torch.float64))
+    np.testing.assert_allclose(torch_out.numpy(), out, rtol=1e-15)
 
 
 def test_prior_strength_follows_how_well_rows_fit_the_pooled_model():

@@ -63,6 +63,29 @@ def test_gather_rows_small_chunks_unsorted_indices():
     assert torch.equal(out, torch.from_numpy(a[idx].astype(np.float32)))
 
 
+def test_gather_rows_from_a_memory_mapped_subset_scaled_equals_the_direct_form(tmp_path):
+    """The streamed path: a RowSubset of a .npy memory map (read by file reads into reused
+    buffers), rows in any order, scaled: the same bits as indexing and scaling in NumPy."""
+    from dmlp.data import load_npy
+    from dmlp.rows import RowSubset
+    from dmlp.scaling import fit_feature_scaling
+    rng = np.random.default_rng(2)
+    a = (rng.normal(size=(300, 6)) * 5 + 3).astype(np.float16)
+    np.save(tmp_path / "f.npy", a)
+    kept = np.sort(rng.permutation(300)[:250])
+    subset = RowSubset(load_npy(tmp_path / "f.npy"), kept)
+    scaling = fit_feature_scaling(a[kept], method="standardise")
+    idx = rng.permutation(250)[:190]
+    out = gather_rows(subset, idx, torch.empty(190, 6), chunk=32, scaling=scaling)
+    assert torch.equal(out, torch.from_numpy(scaling.apply(a[kept][idx])))
+    bf16 = gather_rows(subset, idx, torch.empty(190, 6, dtype=torch.bfloat16), chunk=32, scaling=scaling)
+    assert torch.equal(bf16, out.to(torch.bfloat16))          # scaled in float32, then rounded
+    from dmlp.rows import read_rows
+    for rows in (np.array([9, 3, 3, 200, 0]), np.array([0, 1, 2, 7, 8])):     # any order, repeats
+        buffer = np.empty((5, 6), dtype=np.float16)
+        assert read_rows(subset.array, rows, out=buffer) is buffer and np.array_equal(buffer, a[rows])
+
+
 def test_feature_store_accepts_tensors():
     X = torch.randn(50, 4, dtype=torch.float64)
     order, batches = make_partition(50, 20, seed=0)
