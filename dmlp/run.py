@@ -39,6 +39,11 @@ FLAGS = {"meta_size": "--meta-size", "auto_meta": "--meta auto", "auto_meta=True
 log = logging.getLogger("dmlp")
 
 
+
+#: Given rows a class below which the command warns (README: about 20 a class or more).
+FEW_ROWS_A_CLASS = 15
+
+
 def build_parser(prog: str = "dmlp purify") -> argparse.ArgumentParser:
     """The argument parser of ``dmlp purify`` (``prog`` names the command in messages)."""
     p = ArgumentParser(
@@ -312,6 +317,15 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         rows = [int(np.argmax(data.noisy_labels == c)) for c in lone[:5]]
         log.warning("trainlabels.npy: class %s has a single row (row %s)%s; if a label is a mistake, correct it",
                     ", ".join(map(str, lone[:5])), ", ".join(map(str, rows)), ", ..." if len(lone) > 5 else "")
+    counts = np.bincount(data.noisy_labels, minlength=data.n_classes)
+    rare = np.nonzero((counts > 1) & (counts < FEW_ROWS_A_CLASS))[0]
+    if len(rare):               # README: give every class about 20 training rows or more
+        rare = rare[np.argsort(counts[rare], kind="stable")]
+        named = ", ".join(f"{c} ({counts[c]} rows)" for c in rare[:5]) + (", ..." if len(rare) > 5 else "")
+        trusted = " and --meta auto's trusted rows for them can be rows of larger classes" if args.meta == "auto" else ""
+        log.warning("trainlabels.npy: %d class(es) have fewer than %d rows: %s; rows given a rare class's label "
+                    "can mostly belong to larger classes under noise, so these classes can lose recall%s; "
+                    "clean meta rows for them (--meta-index) help", len(rare), FEW_ROWS_A_CLASS, named, trusted)
     try:
         return _run(args, prepared, out, fingerprint, checkpoint, t0, phase)
     except BaseException:

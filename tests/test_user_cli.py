@@ -83,3 +83,19 @@ def test_a_class_of_a_single_row_is_named_with_its_row(tmp_path, caplog):
                     "--quiet"]) == 0
     assert "trainlabels.npy: class 4 has a single row (row 37); if a label is a mistake, correct it" in \
         [r.getMessage() for r in caplog.records]
+
+
+def test_classes_of_few_rows_are_named_rarest_first(tmp_path, caplog):
+    """README asks for about 20 rows a class: classes below FEW_ROWS_A_CLASS are warned about, rarest
+    first, with their row counts; a single-row class keeps its own warning."""
+    from dmlp.run import FEW_ROWS_A_CLASS, cli
+    r = np.random.default_rng(0)
+    y = np.concatenate([np.full(n, c) for c, n in enumerate([150, 150, 12, 9])])
+    X = (r.normal(size=(len(y), 8)) + 3 * np.eye(8)[y]).astype(np.float32)
+    for name, a in (("trainfeatures.npy", X), ("trainlabels.npy", y), ("correctlabels.npy", y)):
+        np.save(tmp_path / name, a)
+    with caplog.at_level(logging.WARNING, logger="dmlp"):
+        assert cli(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--epochs", "2", "--quiet"]) == 0
+    warned = [m for m in (r.getMessage() for r in caplog.records) if "class(es) have fewer than" in m]
+    assert len(warned) == 1 and f"2 class(es) have fewer than {FEW_ROWS_A_CLASS} rows: 3 (9 rows), 2 (12 rows);" \
+        in warned[0]
