@@ -6,7 +6,8 @@
 """
 import sys
 
-from dmlp.run import cli
-
 if __name__ == "__main__":
+    from dmlp.hugepages import restart_with_huge_pages
+    restart_with_huge_pages()           # large allocations on huge pages (dmlp/hugepages.py)
+    from dmlp.run import cli
     sys.exit(cli(prog="DMLP.py"))

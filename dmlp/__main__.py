@@ -18,6 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .cli import broken_pipe, run_cli
+from .hugepages import restart_with_huge_pages
 
 # subcommand -> (module, what it does); each module has ``main(argv=None, prog=...)``-style
 # entry points resolved by :func:`_entry`
@@ -29,6 +30,10 @@ COMMANDS = {
     "sweep": ("dmlp.tools.sweep", "run a list of noise settings (make labels, purify) and write one table"),
     "benchmark": (None, "label quality and speed against the baselines (needs a source checkout)"),
 }
+
+
+#: Commands whose runs allocate large arrays again and again (dmlp/hugepages.py).
+LONG_RUNNING = ("purify", "sweep", "benchmark", "extract")
 
 
 def usage() -> str:
@@ -84,6 +89,8 @@ def _main(argv=None) -> int:
     int
         0 on success, 2 for bad input, 1 for an environment failure.
     """
+    if argv is None and sys.argv[1:2] and sys.argv[1] in LONG_RUNNING:     # its own process, not a call
+        restart_with_huge_pages()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())

@@ -105,7 +105,8 @@ def normalise_counts(counts, smoothing: float):
     :func:`prior_strength`.  A class with few counts borrows the
     noise rate of the others instead of being flattened toward uniform: a flat pseudo-count per
     cell would give each row ``C`` times the pseudo-counts, which at a thousand classes buries a
-    row's few meta counts and makes the given label count for nothing.
+    row's few meta counts and makes the given label count for nothing.  Last, no row may make a
+    wrong given label likelier than the true class (:func:`diagonally_dominant`).
 
     Parameters
     ----------
@@ -152,7 +153,7 @@ def diagonally_dominant(transition, eye):
     diagonal = (transition * eye).sum(1)
     others = transition - 2 * eye                    # the diagonal out of the running
     largest_other = others.amax(1) if isinstance(others, torch.Tensor) else others.max(1)
-    a = ((largest_other - diagonal) / (1 - diagonal + largest_other)).clip(0, 1)
+    a = ((largest_other - diagonal) / (1 - diagonal + largest_other).clip(TINY_PROB)).clip(0, 1)   # 0/0: a perfect row
     return transition * (1 - a)[:, None] + a[:, None] * eye
 
 
