@@ -38,8 +38,6 @@ FLAGS = {"meta_size": "--meta-size", "auto_meta": "--meta auto", "auto_meta=True
          "meta_index": "--meta-index", "device": "--device"}                   # library name -> flag
 log = logging.getLogger("dmlp")
 
-
-
 #: Given rows a class below which the command warns (README: about 20 a class or more).
 FEW_ROWS_A_CLASS = 15
 
@@ -312,26 +310,32 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         log.warning("the meta set takes %d of the %d training rows (%.0f %%); they keep their clean labels and "
                     "are not purified: a smaller --meta-size leaves more rows to purify", n_meta, n_rows,
                     100.0 * n_meta / n_rows)
-    lone = np.nonzero(np.bincount(data.noisy_labels, minlength=data.n_classes) == 1)[0]
-    if len(lone):               # often a mistaken label, which also sets the class count
-        rows = [int(np.argmax(data.noisy_labels == c)) for c in lone[:5]]
-        log.warning("trainlabels.npy: class %s has a single row (row %s)%s; if a label is a mistake, correct it",
-                    ", ".join(map(str, lone[:5])), ", ".join(map(str, rows)), ", ..." if len(lone) > 5 else "")
-    counts = np.bincount(data.noisy_labels, minlength=data.n_classes)
-    rare = np.nonzero((counts > 1) & (counts < FEW_ROWS_A_CLASS))[0]
-    if len(rare):               # README: give every class about 20 training rows or more
-        rare = rare[np.argsort(counts[rare], kind="stable")]
-        named = ", ".join(f"{c} ({counts[c]} rows)" for c in rare[:5]) + (", ..." if len(rare) > 5 else "")
-        trusted = " and --meta auto's trusted rows for them can be rows of larger classes" if args.meta == "auto" else ""
-        log.warning("trainlabels.npy: %d class(es) have fewer than %d rows: %s; rows given a rare class's label "
-                    "can mostly belong to larger classes under noise, so these classes can lose recall%s; "
-                    "clean meta rows for them (--meta-index) help", len(rare), FEW_ROWS_A_CLASS, named, trusted)
+    _warn_about_class_sizes(data.noisy_labels, data.n_classes, auto=args.meta == "auto")
     try:
         return _run(args, prepared, out, fingerprint, checkpoint, t0, phase)
     except BaseException:
         _remove_empty(created)      # a run that failed before writing anything leaves no folder
         raise
 
+
+
+def _warn_about_class_sizes(labels: np.ndarray, n_classes: int, *, auto: bool) -> None:
+    """Warn about classes of a single given row (often a mistaken label, which also sets the class
+    count) and about classes given fewer than :data:`FEW_ROWS_A_CLASS` rows, rarest first."""
+    counts = np.bincount(labels, minlength=n_classes)
+    lone = np.nonzero(counts == 1)[0]
+    if len(lone):
+        rows = [int(np.argmax(labels == c)) for c in lone[:5]]
+        log.warning("trainlabels.npy: class %s has a single row (row %s)%s; if a label is a mistake, correct it",
+                    ", ".join(map(str, lone[:5])), ", ".join(map(str, rows)), ", ..." if len(lone) > 5 else "")
+    rare = np.nonzero((counts > 1) & (counts < FEW_ROWS_A_CLASS))[0]
+    if len(rare):
+        rare = rare[np.argsort(counts[rare], kind="stable")]
+        named = ", ".join(f"{c} ({counts[c]} rows)" for c in rare[:5]) + (", ..." if len(rare) > 5 else "")
+        trusted = " and --meta auto's trusted rows for them can be rows of larger classes" if auto else ""
+        log.warning("trainlabels.npy: %d class(es) have fewer than %d rows: %s; rows given a rare class's label "
+                    "can mostly belong to larger classes under noise, so these classes can lose recall%s; "
+                    "clean meta rows for them (--meta-index) help", len(rare), FEW_ROWS_A_CLASS, named, trusted)
 
 def _run(args, prepared: PreparedRun, out: Path, fingerprint: str, checkpoint, t0: float, phase) -> int:
     from .device import native_bf16_cpu
