@@ -40,6 +40,9 @@ log = logging.getLogger("dmlp")
 
 #: Given rows a class below which the command warns (README: about 20 a class or more).
 FEW_ROWS_A_CLASS = 15
+#: Clean meta rows below which the command warns: a fresh-user check saw 2 rows on a 2-class set end
+#: below the given labels in 2 of 5 seeds (docs/deviations.md, section B, T's diagonal dominance).
+FEW_META_ROWS = 10
 
 
 def build_parser(prog: str = "dmlp purify") -> argparse.ArgumentParser:
@@ -310,6 +313,10 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         log.warning("the meta set takes %d of the %d training rows (%.0f %%); they keep their clean labels and "
                     "are not purified: a smaller --meta-size leaves more rows to purify", n_meta, n_rows,
                     100.0 * n_meta / n_rows)
+    if len(prepared.meta.labels) < FEW_META_ROWS and args.meta != "auto":
+        log.warning("the meta set has only %d clean rows: the noise model and the final decision's weights rest "
+                    "on them, and with so few the purified labels can end below the given ones; %d or more "
+                    "(--meta-size, --meta-index) are safer", len(prepared.meta.labels), FEW_META_ROWS)
     _warn_about_class_sizes(data.noisy_labels, data.n_classes, auto=args.meta == "auto")
     try:
         return _run(args, prepared, out, fingerprint, checkpoint, t0, phase)

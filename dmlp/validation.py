@@ -77,9 +77,11 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
         raise InputError(f"{name} has {array.shape[0]} rows but {rows_of} has {n_rows}: the two must hold "
                          "the same rows in the same order (one label a feature row)")
     if array.dtype.kind == "f":
-        if not np.isfinite(array).all() or not np.all(array == np.round(array)):
-            raise InputError(f"{name}: labels must be integers, got non-integer {array.dtype} values; labels "
-                             "are class indices 0..C-1 (for soft labels or scores, save their argmax)")
+        fractional = ~np.isfinite(array) | (array != np.round(array))
+        if fractional.any():
+            raise InputError(f"{name}: labels must be integers, got non-integer {array.dtype} values (first "
+                             f"{array[np.argmax(fractional)]} at row {int(np.argmax(fractional))}); labels are "
+                             "class indices 0..C-1 (for soft labels or scores, save their argmax)")
     elif array.dtype.kind not in "iu":                  # bool too: True/False are no class indices
         raise InputError(f"{name}: labels must be integers, got dtype {array.dtype}")
     labels = array.astype(np.int64)

@@ -99,3 +99,19 @@ def test_classes_of_few_rows_are_named_rarest_first(tmp_path, caplog):
     warned = [m for m in (r.getMessage() for r in caplog.records) if "class(es) have fewer than" in m]
     assert len(warned) == 1 and f"2 class(es) have fewer than {FEW_ROWS_A_CLASS} rows: 3 (9 rows), 2 (12 rows);" \
         in warned[0]
+
+
+def test_a_meta_set_of_a_few_clean_rows_is_warned_about(tmp_path, caplog):
+    """Two clean rows on a 2-class set can end below the given labels: the command says so."""
+    from dmlp.run import FEW_META_ROWS, cli
+    r = np.random.default_rng(0)
+    y = np.arange(200) % 2
+    X = (r.normal(size=(200, 8)) + np.eye(8)[y]).astype(np.float32)
+    for name, a in (("trainfeatures.npy", X), ("trainlabels.npy", y), ("correctlabels.npy", y)):
+        np.save(tmp_path / name, a)
+    for size, warned in ((2, True), (FEW_META_ROWS, False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dmlp"):
+            assert cli(["--data", str(tmp_path), "--meta-size", str(size), "--out", str(tmp_path / f"o{size}"),
+                        "--epochs", "2", "--quiet"]) == 0
+        assert any(f"the meta set has only {size} clean rows" in r.getMessage() for r in caplog.records) is warned
