@@ -79,9 +79,10 @@ def check_labels(array: np.ndarray, name: str, n_classes: Optional[int] = None,
     if array.dtype.kind == "f":
         fractional = ~np.isfinite(array) | (array != np.round(array))
         if fractional.any():
+            row = int(np.argmax(fractional))
             raise InputError(f"{name}: labels must be integers, got non-integer {array.dtype} values (first "
-                             f"{array[np.argmax(fractional)]} at row {int(np.argmax(fractional))}); labels are "
-                             "class indices 0..C-1 (for soft labels or scores, save their argmax)")
+                             f"{array[row]} at row {row}); labels are class indices 0..C-1 (for soft labels "
+                             "or scores, save their argmax)")
     elif array.dtype.kind not in "iu":                  # bool too: True/False are no class indices
         raise InputError(f"{name}: labels must be integers, got dtype {array.dtype}")
     labels = array.astype(np.int64)
