@@ -81,9 +81,13 @@ def label_argmax(labels: torch.Tensor) -> torch.Tensor:
     the argmax and is left out of the sum.
     """
     P = labels.clamp_min(0)
-    total = P.sum(-1)
-    scale = torch.where(total > 0, 1.0 / total.clamp_min(PROB_FLOOR), 0.0)
-    return torch.einsum("nvc,nv->nc", P, scale).argmax(-1)
+    scale = P.sum(-1, keepdim=True)
+    scale = torch.where(scale > 0, 1.0 / scale.clamp_min(PROB_FLOOR), 0.0)
+    # the views' weighted sum in place, view by view: one pass each (an einsum goes through bmm)
+    total = P[:, 0].mul_(scale[:, 0])
+    for v in range(1, P.shape[1]):
+        total.addcmul_(P[:, v], scale[:, v])
+    return total.argmax(-1)
 
 
 @dataclass
