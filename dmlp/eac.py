@@ -21,7 +21,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn.functional as F
 
-from .numerics import PROB_FLOOR, RowAdam, balance_kl_grad, class_balance_kl, softmax_backward, softmax_rows
+from .numerics import PROB_FLOOR, RowAdam, balance_kl_grad, class_balance_kl, softmax_, softmax_rows
 
 
 class LabelledRows(NamedTuple):
@@ -117,42 +117,51 @@ class AuxiliaryClassifier:
         """``(loss, d loss / d z)`` of the batch terms of :meth:`loss`.
 
         ``z`` is class-major, V x C x b (the class reductions then run along contiguous rows),
-        ``targets`` V x b class indices, or b x C soft targets shared by the views.
+        and is overwritten (by the softmax); ``targets`` V x b class indices, or b x C soft
+        targets shared by the views (or V x b x C).  The gradient is formed as
+        ``p * (g + c - sum_c p g) - extra`` (g: the balance prior's gradient w.r.t. p, c the
+        cross-entropy's weight on p, extra its target part): a few passes over V x C x b, which
+        at a thousand classes cost more than the batch's matrix products.
         """
         params = self.params
         b = z.shape[-1]
-        p, logp = softmax_rows(z, dim=1)
         soft = targets.is_floating_point()
+        if soft and transition is not None:
+            raise ValueError("soft targets are already clean-class posteriors: no forward correction")
+        if soft or transition is None or params.confidence_penalty:
+            p, logp = softmax_rows(z, dim=1)
+        else:                            # forward correction needs no log-probabilities
+            p, logp = softmax_(z, dim=1), None
+        coef = 1.0 / b                   # the cross-entropy's p / b (times sum(t) for soft targets)
         if soft:
-            if transition is not None:
-                raise ValueError("soft targets are already clean-class posteriors: no forward correction")
             # b x C shared by the views, or V x b x C (a view's all-zero rows: not its rows)
             target_cm = (targets.T.unsqueeze(0) if targets.dim() == 2 else targets.transpose(1, 2)).to(p.dtype)
             loss = -(target_cm * logp).sum() / b
-            G = None
+            coef = target_cm.sum(1, keepdim=True) / b
         elif transition is not None:
-            # -log q, q = sum_c p_c T[c, given]: d/dz = (p - p T[:, given] / q) / b, the
-            # softmax's Jacobian applied in closed form (no C x b gradient w.r.t. p)
-            pT = transition[:, targets].transpose(0, 1).mul_(p)      # V x C x b: p_c T[c, given]
+            # -log q, q = sum_c p_c T[c, given]: d/dz = (p - p T[:, given] / q) / b.  Views that
+            # fit the same given labels (an expanded index) share one gather of T's columns.
+            same = targets.stride(0) == 0
+            index = targets[:1] if same else targets
+            T_given = transition.index_select(1, index.reshape(-1)).view(self.C, len(index), b).transpose(0, 1)
+            pT = p * T_given                                         # V x C x b: p_c T[c, given]
             q = pT.sum(1, keepdim=True).clamp_min(PROB_FLOOR)        # p(given | x), V x 1 x b
             loss = -q.log().sum() / b
-            fitted = pT.div_(q.mul(b))                               # the posterior, over b
-            G = None
         else:
             loss = -logp.gather(1, targets.unsqueeze(1)).sum() / b
-            G = None
         if params.balance_weight:
-            kl, g_bal = balance_kl_grad(p, params.balance_weight, class_dim=1, row_dim=2)
+            kl, g_bal = balance_kl_grad(p, params.balance_weight, class_dim=1, row_dim=2)   # g_bal: V x C x 1
             loss = loss + params.balance_weight * kl
-            G = g_bal if G is None else G.add_(g_bal)
-        dz = softmax_backward(p, G, dim=1) if G is not None else torch.zeros_like(p)
-        if soft:                                                     # cross-entropy: (p sum(t) - t) / b
-            dz += (p * target_cm.sum(1, keepdim=True) - target_cm) / b
-        elif transition is None:
-            dz += p / b
-            dz.scatter_add_(1, targets.unsqueeze(1), torch.full((self.V, 1, b), -1.0 / b, dtype=z.dtype, device=z.device))
+            dz = p * (g_bal + coef)
+            dz.addcmul_(p, torch.bmm(g_bal.transpose(1, 2), p), value=-1.0)     # softmax backward: - p sum(p g)
         else:
-            dz.add_(p, alpha=1.0 / b).sub_(fitted)
+            dz = p * coef
+        if soft:
+            dz.sub_(target_cm / b)
+        elif transition is not None:
+            dz.addcdiv_(pT, q.mul_(b), value=-1.0)                   # - the posterior, over b
+        else:
+            dz.scatter_add_(1, targets.unsqueeze(1), torch.full((self.V, 1, b), -1.0 / b, dtype=z.dtype, device=z.device))
         if params.confidence_penalty:
             entropy = -(p * logp).sum(1, keepdim=True)              # V x 1 x b
             loss = loss - params.confidence_penalty * entropy.sum() / b

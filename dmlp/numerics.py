@@ -104,6 +104,12 @@ def softmax_rows(logits: torch.Tensor, dim: int = -1):
     return e.div_(s), z.sub_(s.log())          # in place: two temporaries, not four
 
 
+def softmax_(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Softmax of ``logits`` over ``dim``, in place (``logits`` becomes the probabilities)."""
+    logits.sub_(logits.amax(dim, keepdim=True)).exp_()
+    return logits.div_(logits.sum(dim, keepdim=True))
+
+
 def class_balance_kl(logits: torch.Tensor) -> torch.Tensor:
     """``KL(uniform || mean softmax)`` over the rows of ``logits`` (..., rows, C), summed over
     the leading dims: the class-balance prior, differentiable by autograd (the reference of

@@ -143,6 +143,21 @@ def test_hand_written_gradients_match_autograd_in_float64(terms, forward):
     assert torch.autograd.gradcheck(fn, (w, b), eps=1e-6, atol=1e-6, rtol=1e-5)
 
 
+def test_views_fitting_the_same_given_labels_share_one_gather_of_T():
+    """The loop's forward-corrected targets are one index expanded over the views: the shared
+    gather gives the same gradients as per-view targets, and they match autograd."""
+    cfg = PLAIN.replace(eac_balance_weight=1.0, eac_meta_weight=1.0)
+    clf = AuxiliaryClassifier(D, C, V, cfg.eac, torch.Generator().manual_seed(7), dtype=torch.float64,
+                              compute_dtype=torch.float64)
+    g = torch.Generator().manual_seed(8)
+    X = torch.randn(N, D, generator=g, dtype=torch.float64)
+    T = torch.softmax(torch.randn(C, C, generator=g, dtype=torch.float64), -1)
+    given = torch.randint(0, C, (N,), generator=g)
+    _assert_gradients_match_autograd(clf, X, given.unsqueeze(0).expand(V, -1), T)
+    separate = clf.gradients(X, given.unsqueeze(0).expand(V, -1).clone(), T)
+    torch.testing.assert_close(clf.gradients(X, given.unsqueeze(0).expand(V, -1), T), separate)
+
+
 @pytest.mark.parametrize("terms", _TERMS[:4])
 def test_soft_target_gradients_match_autograd_in_float64(terms):
     """The final M-step trains EAC on the posterior: soft targets shared by the views."""
