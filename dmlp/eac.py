@@ -121,7 +121,7 @@ class AuxiliaryClassifier:
         targets shared by the views (or V x b x C).  The gradient is formed as
         ``p * (g + c - sum_c p g) - extra`` (g: the balance prior's gradient w.r.t. p, c the
         cross-entropy's weight on p, extra its target part): a few passes over V x C x b, which
-        at a thousand classes cost more than the batch's matrix products.
+        at a thousand classes cost about as much as the batch's matrix products.
         """
         params = self.params
         b = z.shape[-1]
