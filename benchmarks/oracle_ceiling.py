@@ -109,7 +109,7 @@ def oracle_accuracy(proba: np.ndarray, truth: np.ndarray, noisy: np.ndarray, met
     (``transition``: T_true, :func:`process_transition`)."""
     from dmlp.numerics import safe_log
     from dmlp.posterior import apply_posterior, fit_exponents
-    T = transition
+    T = transition                                   # T_true[true, given]
     # N(1, 1): the oracle's experts are a clean-label classifier and the true T; the default's
     # tighter prior (exponent_prior_std) guards noisy in-sample experts, which the oracle has not
     w = fit_exponents([safe_log(proba[meta]), safe_log(T[:, noisy[meta]].T)], truth[meta], prior_std=1.0)

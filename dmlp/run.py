@@ -325,7 +325,6 @@ def main(argv=None, prog: str = "dmlp purify") -> int:
         raise
 
 
-
 def _warn_about_class_sizes(labels: np.ndarray, n_classes: int, *, auto: bool) -> None:
     """Warn about classes of a single given row (often a mistaken label, which also sets the class
     count) and about classes given fewer than :data:`FEW_ROWS_A_CLASS` rows, rarest first."""
@@ -343,6 +342,7 @@ def _warn_about_class_sizes(labels: np.ndarray, n_classes: int, *, auto: bool) -
         log.warning("trainlabels.npy: %d class(es) have fewer than %d rows: %s; rows given a rare class's label "
                     "can mostly belong to larger classes under noise, so these classes can lose recall%s; "
                     "clean meta rows for them (--meta-index) help", len(rare), FEW_ROWS_A_CLASS, named, trusted)
+
 
 def _run(args, prepared: PreparedRun, out: Path, fingerprint: str, checkpoint, t0: float, phase) -> int:
     from .device import native_bf16_cpu

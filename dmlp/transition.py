@@ -126,10 +126,10 @@ def normalise_counts(counts, smoothing: float):
         strength = prior_strength(as_numpy, smoothing)
         same, other = pooled_transition(as_numpy)
         counts = counts + strength * other + strength * (same - other) * eye
-    return diagonally_dominant(counts / counts.sum(1)[:, None], eye)
+    return diagonally_dominant(counts / counts.sum(1)[:, None])
 
 
-def diagonally_dominant(transition, eye):
+def diagonally_dominant(transition):
     """Each row of ``transition`` moved toward its one-hot diagonal just far enough that no
     given label is likelier than the true class: ``T[c, c] >= T[c, g]`` for every g.
 
@@ -144,12 +144,14 @@ def diagonally_dominant(transition, eye):
     ----------
     transition : np.ndarray or torch.Tensor of shape (C, C)
         Rows summing to 1.
-    eye : the (C, C) identity of the same type, dtype and device
 
     Returns
     -------
     The same type, shape (C, C), rows summing to 1.
     """
+    C = transition.shape[0]
+    eye = (torch.eye(C, dtype=transition.dtype, device=transition.device) if isinstance(transition, torch.Tensor)
+           else np.eye(C))
     diagonal = (transition * eye).sum(1)
     others = transition - 2 * eye                    # the diagonal out of the running
     largest_other = others.amax(1) if isinstance(others, torch.Tensor) else others.max(1)

@@ -90,13 +90,13 @@ def test_a_transition_row_never_makes_a_wrong_label_likelier_than_the_true_class
 
 def test_diagonal_dominance_moves_only_the_rows_that_break_it_and_only_to_a_tie():
     T = np.array([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
-    out = diagonally_dominant(T, np.eye(3))
+    out = diagonally_dominant(T)
     np.testing.assert_array_equal(out[[0, 2]], T[[0, 2]])
     a = (0.5 - 0.3) / (1 - 0.3 + 0.5)                  # the smallest step toward e_1 that ties
     np.testing.assert_allclose(out[1], (1 - a) * T[1] + a * np.eye(3)[1])
     assert out[1, 1] == pytest.approx(out[1, 0]) and out[1, 1] > out[1, 2]
     np.testing.assert_allclose(out.sum(1), 1.0)
-    torch_out = diagonally_dominant(torch.as_tensor(T), torch.eye(3, dtype=torch.float64))
+    torch_out = diagonally_dominant(torch.as_tensor(T))
     np.testing.assert_allclose(torch_out.numpy(), out, rtol=1e-15)
 
 
