@@ -315,6 +315,40 @@ def faiss_knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: 
     return neighbours, similarity
 
 
+#: Columns per chunk of :func:`row_topk`'s first stage.
+TOPK_CHUNK = 32
+
+
+def row_topk(S: torch.Tensor, k: int):
+    """The ``k`` largest entries of each row of ``S`` (b, w), in decreasing order, as ``S.topk(k, 1)``.
+
+    Exact, in two stages: the row's columns are cut into chunks of :data:`TOPK_CHUNK`, and the
+    ``k`` largest entries lie within the ``k`` chunks of largest maxima (each chunk holding one
+    of them has a maximum at least the k-th largest entry, and only ``k`` entries are that
+    large).  So one pass of chunk maxima and a top-k over ``k x TOPK_CHUNK`` gathered entries
+    replace the top-k over ``w`` (docs/benchmarks.md, "kNN search").  Equal entries may come in
+    another order than ``topk``'s (their values agree).  Used on float32 only: bfloat16's
+    rounding makes ties common, and there it is no faster.  Falls back to ``topk`` for other
+    dtypes, where ``w`` is not a multiple of the chunk, or where ``k`` is not small against the
+    chunk count.
+
+    Returns
+    -------
+    values : torch.Tensor of shape (b, k), S's dtype
+    indices : torch.Tensor of shape (b, k), int64
+        Columns of ``S``.
+    """
+    b, w = S.shape
+    n_chunks = w // TOPK_CHUNK
+    if S.dtype != torch.float32 or w % TOPK_CHUNK or 4 * k > n_chunks:
+        return S.topk(k, dim=1)
+    chunk_max = S.view(b, n_chunks, TOPK_CHUNK).amax(2)
+    chunks = chunk_max.topk(k, dim=1, sorted=False).indices                      # b x k
+    columns = (chunks.unsqueeze(2) * TOPK_CHUNK + torch.arange(TOPK_CHUNK)).view(b, -1)
+    values, j = S.gather(1, columns).topk(k, dim=1)
+    return values, columns.gather(1, j)
+
+
 def knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: int = 7000,
                overwrite_input: bool = False):
     """The ``k`` most cosine-similar rows of every row (itself excluded).
@@ -369,7 +403,7 @@ def knn_search(features: torch.Tensor, k: int, seed: int = 0, candidates: int = 
             torch.index_select(Z, 0, q, out=Zq_buf[:len(q)])
             sim = sim_buf[:block * width].view(block, width)
             torch.mm(Zq_buf, Zc.T, out=sim)
-            v, i = sim.topk(k_eff + 1, dim=1)                       # k + 1: the row itself is among them
+            v, i = row_topk(sim, k_eff + 1)                         # k + 1: the row itself is among them
             v, i = v[:len(q)].float(), cand_pad[i[:len(q)]]
             pad = i == n
             i[pad] = q.unsqueeze(1).expand_as(i)[pad]                  # (a zero-weight self edge)

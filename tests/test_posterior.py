@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dmlp.numerics import normalise_rows, safe_log
-from dmlp.graph import knn_graph, propagate
+from dmlp.graph import knn_graph, propagate, row_topk
 from dmlp.posterior import (Posterior, apply_posterior, bayes_posterior, fit_exponents, graph_evidence,
                              posterior_graph_evidence)
 from dmlp.transition import estimate_transition, transition_from_posteriors
@@ -169,6 +169,19 @@ def test_knn_graph_exhaustive_matches_brute_force_and_is_symmetric_normalised():
         assert set(nn[i][X[i] @ X[nn[i]].T > 0]) <= set(S[i].indices)   # except negative-similarity ones
     # D^-1/2 W D^-1/2 has spectral radius 1
     assert abs(np.max(np.abs(np.linalg.eigvalsh(S.toarray().astype(np.float64)))) - 1.0) < 1e-5
+
+
+def test_row_topk_is_topk():
+    g = torch.Generator().manual_seed(3)
+    S = torch.randn(300, 7168, generator=g)
+    S[:, 5000:] = 0.0                                          # padding columns, as the search has
+    S[7, :64] = 10.0 + torch.arange(64.0)                      # one row's top entries in two chunks
+    for k in (1, 5, 21, 56):
+        v, i = row_topk(S, k)
+        ref_v, ref_i = S.topk(k, dim=1)
+        assert torch.equal(v, ref_v) and torch.equal(i, ref_i)
+    for T in (S[:, :1000], S.double()):                        # fallbacks: no whole chunks; not float32
+        assert torch.equal(row_topk(T, 21)[1], T.topk(21, dim=1)[1])
 
 
 def test_knn_graph_inverted_file_recall_and_in_place_normalisation():
