@@ -12,7 +12,9 @@
    (:mod:`dmlp.heldout`) joins the experts and stage 3 runs again; ``heldout_rounds`` times,
    each round's classifier fitted afresh on the posterior that includes the previous one's;
 6. with ``graph_posterior_rounds``, the graph re-seeded with the posterior instead of IPC's
-   labels (:func:`dmlp.posterior.posterior_graph_evidence`), then stage 3 again, per round.
+   labels (:func:`dmlp.posterior.posterior_graph_evidence`), then stage 3 again, per round;
+7. with the views' offsets (``meta_check``), the check: the final posterior applied to the meta
+   rows with evidence free of their own fold (:class:`MetaCheck`).
 
 docs/deviations.md (section B) gives each stage's measured effect.
 """
@@ -28,7 +30,7 @@ import torch
 from .batches import release_freed_memory
 from .config import GraphParams, TransitionParams
 from .graph import knn_graph
-from .heldout import cross_fitted_proba
+from .heldout import cross_fitted_proba, halves
 from .loop import visit_order
 from .numerics import safe_log
 from .posterior import GraphEvidence, Posterior, bayes_posterior, graph_evidence, posterior_graph_evidence
@@ -41,6 +43,33 @@ class EACEvidence:
     train: np.ndarray                 # (N, C) training rows: geometric mean of the views
     meta: np.ndarray                  # (M, C) meta rows, out-of-fold
     per_view: Optional[np.ndarray]    # (V, N, C) each view's, for the refit's targets (None: no EAC)
+
+
+@dataclass(frozen=True)
+class MetaCheck:
+    """The decision on the meta rows from evidence that holds nothing of their own fold.
+
+    The exponents are fitted on the meta rows, where the graph and the held-out classifier
+    also carry the meta rows' own clean labels back (IPC moved their neighbours' labels toward
+    them; docs/deviations.md, "Few rows a class").  Here each meta row of fold f is judged by
+    the final model from its out-of-fold EAC term, the graph seeded without the view that fits
+    fold f and with fold f's anchors held out, and a held-out classifier fitted on a posterior
+    built from those; ``fixed`` and ``broken`` count the meta rows whose given label that
+    decision changes, to the clean label and away from it.  Single-view seeds make it
+    pessimistic; the run keeps its labels only where it fixes more than it breaks.
+    """
+    rows: int              # meta rows judged (their given labels known)
+    fixed: int             # given label wrong, decision right
+    broken: int            # given label right, decision wrong
+    given_accuracy: float  # of the meta rows' given labels
+    decision_accuracy: float
+
+    @property
+    def passed(self) -> bool:
+        return self.fixed > self.broken
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "passed": self.passed}
 
 
 class BayesDecision:
@@ -91,8 +120,15 @@ class BayesDecision:
         self.exponent_prior_std = exponent_prior_std
         self.heldout_rounds = max(1, heldout_rounds) if heldout_epochs > 0 else 0
 
-    def __call__(self, ipc_soft: torch.Tensor) -> Posterior:
-        """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C)."""
+    def __call__(self, ipc_soft: torch.Tensor, view_offsets: Optional[np.ndarray] = None) -> Posterior:
+        """The posterior of every training row (batch order) from IPC's labels ``ipc_soft`` (N, C).
+
+        With ``view_offsets`` (V, N, C; :meth:`dmlp.state.LabelState.fold_free_offsets`) and
+        where the check applies (two views fitting two meta folds, the meta rows' given labels
+        known, EAC and the held-out classifier on), ``posterior.info["meta_check"]`` holds
+        :class:`MetaCheck`; otherwise it is None."""
+        check = (view_offsets is not None and len(view_offsets) == 2 and self.meta.cross_fitted
+                 and self.meta.given_labels is not None and self.eac is not None and self.heldout_rounds > 0)
         refit = self.eac is not None and self.refit_epochs > 0
         rounds = self.graph.posterior_rounds if self.graph.k > 0 else 0
         bar = progress_bar(total=(5 if refit else 3) + self.heldout_rounds + rounds, desc="final decision",
@@ -102,7 +138,8 @@ class BayesDecision:
         eac = self.eac_evidence(ipc_soft)
         bar.update(); stage("kNN graph")
         affinity = self.affinity() if self.graph.k > 0 else None
-        graph = self.graph_evidence(affinity, ipc_soft, eac.meta, held_terms=rounds > 0)
+        graph = self.graph_evidence(affinity, ipc_soft, eac.meta, held_terms=rounds > 0,
+                                    view_offsets=view_offsets if check else None)
         if not rounds:
             affinity = None               # freed before the refit
         release_freed_memory()
@@ -113,17 +150,21 @@ class BayesDecision:
             stage("EAC refit")
             self.refit_eac(posterior, eac, graph)
             graph = None if graph is None else dataclasses.replace(graph, per_view=None)   # the refit's only
-            eac = self.eac_evidence(ipc_soft, keep_views=False)
+            eac = self.eac_evidence(ipc_soft, keep_views=check)
             bar.update(); stage("posterior after the refit")
             posterior = self.posterior(eac, graph)
             bar.update()
-        heldout = None
-        for _ in range(self.heldout_rounds):
+        heldout = meta_check = None
+        for round_ in range(self.heldout_rounds):
             stage("held-out classifier")
+            if check and round_ == self.heldout_rounds - 1:
+                meta_check = self.meta_check(eac, graph, heldout, posterior)
             heldout = cross_fitted_proba(self.store, self.meta.features, posterior.q,
                                          epochs=self.heldout_epochs, seed=self.seed)
             posterior = self.posterior(eac, graph, heldout)
             bar.update()
+        if check:
+            posterior.info["meta_check"] = self.judge_meta_rows(meta_check, eac, graph, posterior)
         for _ in range(rounds):
             stage("graph seeded with the posterior")
             graph = self.posterior_graph_evidence(affinity, posterior, eac, graph, heldout)
@@ -131,6 +172,34 @@ class BayesDecision:
             bar.update()
         bar.close()
         return posterior
+
+    def meta_check(self, eac: EACEvidence, graph: Optional[GraphEvidence], heldout, posterior: Posterior):
+        """Stage 7's held-out classifier, fitted beside the last round's: the classifier of half h
+        on a posterior free of meta fold h (EAC's view 1 - h, the fold-free graph term, the
+        previous round's classifier), judging the meta rows of fold h.  Returns its
+        :class:`dmlp.heldout.HeldOutEvidence`."""
+        given = self.given.cpu().numpy()
+        half = halves(len(given), self.seed)
+        targets = np.empty((len(given), posterior.q.shape[1]))
+        for h in (0, 1):
+            rows = np.flatnonzero(half == h)
+            terms = [safe_log(eac.per_view[1 - h][rows])]
+            terms += [] if graph is None else [graph.fold_free_held[h][rows]]
+            terms += [] if heldout is None else [safe_log(heldout.train[rows])]
+            targets[rows] = posterior.apply(terms, given[rows])
+        return cross_fitted_proba(self.store, self.meta.features, targets, epochs=self.heldout_epochs,
+                                  seed=self.seed, meta_fold=self.meta.fold)
+
+    def judge_meta_rows(self, fold_free_heldout, eac: EACEvidence, graph: Optional[GraphEvidence],
+                        posterior: Posterior) -> MetaCheck:
+        """Stage 7: the final posterior on the meta rows from their fold-free evidence."""
+        terms = [safe_log(eac.meta)] + ([] if graph is None else [graph.fold_free_meta])
+        terms.append(safe_log(fold_free_heldout.meta))
+        given, truth = self.meta.given_labels, self.meta.clean_labels
+        decided = posterior.apply(terms, given).argmax(1)
+        changed = decided != given
+        return MetaCheck(len(given), int((changed & (decided == truth)).sum()), int((changed & (given == truth)).sum()),
+                         float((given == truth).mean()), float((decided == truth).mean()))
 
     def eac_evidence(self, ipc_soft: torch.Tensor, keep_views: bool = True) -> EACEvidence:
         """Stage 1 (without EAC: IPC's labels, and a uniform distribution on the meta rows);
@@ -159,7 +228,7 @@ class BayesDecision:
                          overwrite_input=True)    # a fresh copy: normalised in place
 
     def graph_evidence(self, affinity, ipc_soft: torch.Tensor, eac_meta: np.ndarray,
-                       held_terms: bool = False) -> Optional[GraphEvidence]:
+                       held_terms: bool = False, view_offsets=None) -> Optional[GraphEvidence]:
         """Stage 2 (None without a graph)."""
         if affinity is None:
             return None
@@ -167,7 +236,8 @@ class BayesDecision:
                               self.meta.clean_labels, self.meta.fold, self.transition,
                               alpha=self.graph.alpha, steps=self.graph.steps,
                               n_views=self.meta.view_weights.shape[0] if self.meta.cross_fitted else 0,
-                              held_terms=held_terms)
+                              held_terms=held_terms,
+                              view_offsets=None if view_offsets is None else view_offsets.cpu().numpy())
 
     def posterior_graph_evidence(self, affinity, posterior: Posterior, eac: EACEvidence,
                                  graph: GraphEvidence, heldout=None) -> GraphEvidence:

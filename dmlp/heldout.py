@@ -12,6 +12,7 @@ posterior as one more expert, with its own fitted exponent (docs/deviations.md, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ def halves(n_rows: int, seed: int) -> np.ndarray:
 
 
 def cross_fitted_proba(store, meta_features: torch.Tensor, targets: np.ndarray, *, epochs: int,
-                       seed: int) -> HeldOutEvidence:
+                       seed: int, meta_fold: Optional[np.ndarray] = None) -> HeldOutEvidence:
     """Two linear classifiers fitted on the soft ``targets`` of complementary halves of the rows.
 
     Parameters
@@ -54,6 +55,10 @@ def cross_fitted_proba(store, meta_features: torch.Tensor, targets: np.ndarray, 
         Passes over the rows (at least 1).
     seed : int
         Seeds the halves (:func:`halves`) and the minibatch order.
+    meta_fold : np.ndarray of shape (M,), 0 or 1, optional
+        Meta row i is judged by the classifier of half ``meta_fold[i]`` alone (the decision's
+        check, whose targets for half h carry nothing of meta fold h); without it, by the
+        geometric mean of both.
 
     Returns
     -------
@@ -83,5 +88,9 @@ def cross_fitted_proba(store, meta_features: torch.Tensor, targets: np.ndarray, 
             p = classifier.predict_proba(store.rows(rows))              # 2 x b x C
             other = (1 - part[rows]).bool()          # judged by the classifier of the other half
             train[rows] = torch.where(other[:, None], p[1], p[0])
-        meta = torch.softmax(classifier.logits(meta_features).float().log_softmax(-1).mean(0), -1)
+        if meta_fold is None:
+            meta = torch.softmax(classifier.logits(meta_features).float().log_softmax(-1).mean(0), -1)
+        else:
+            p = classifier.predict_proba(meta_features).float()                       # 2 x M x C
+            meta = torch.where(torch.as_tensor(meta_fold, device=device).bool()[:, None], p[1], p[0])
     return HeldOutEvidence(train.cpu().numpy(), meta.double().cpu().numpy())   # train: float32, as computed

@@ -104,6 +104,10 @@ class GraphEvidence:
     meta: np.ndarray                        # (M, C) meta rows, out-of-fold
     per_view: Optional[List[np.ndarray]]    # V x (N, C): seeded with meta fold v alone, or None
     held: Dict[int, np.ndarray] = field(default_factory=dict)   # fold f -> (N, C): fold f held out
+    # Free of meta fold f altogether (its anchors held out, the seeds without the view that fits
+    # it), for the decision's check on the meta rows (None / empty unless asked for):
+    fold_free_meta: Optional[np.ndarray] = None                 # (M, C) each meta row by its fold's column
+    fold_free_held: Dict[int, np.ndarray] = field(default_factory=dict)   # fold f -> (N, C) training rows
 
 
 def _graph_term(propagated: np.ndarray) -> np.ndarray:
@@ -113,27 +117,36 @@ def _graph_term(propagated: np.ndarray) -> np.ndarray:
 
 
 def _propagate_held_out(graph: sp.csr_matrix, train_seeds, meta_labels: np.ndarray, meta_fold: np.ndarray,
-                        eac_q_meta: np.ndarray, held_sets, *, alpha: float, steps: int) -> dict:
+                        eac_q_meta: np.ndarray, held_sets, *, alpha: float, steps: int,
+                        offsets: Optional[np.ndarray] = None) -> dict:
     """Propagated labels for each set of held-out meta folds, in one propagation.
 
     ``train_seeds(held)`` gives the training rows' seeds (N, C) when the folds ``held`` are held
     out (``frozenset()``: none); the meta rows carry their clean labels, those of a held fold
     their out-of-fold EAC posterior ``eac_q_meta``.  Returns ``{held: (N + M, C)}`` for
-    ``frozenset()`` and each of ``held_sets``.
+    ``frozenset()`` and each of ``held_sets``; with ``offsets`` (V, N, C), also ``{("free", f):
+    (N + M, C)}`` for each fold f: fold f held out and the training rows seeded with
+    ``train_seeds({f}) + offsets[f]`` (by linearity, the offsets propagate as extra blocks).
     """
     C = eac_q_meta.shape[1]
     onehot = np.eye(C, dtype=np.float32)[meta_labels]
     sets = [frozenset()] + list(held_sets)
+    folds = [] if offsets is None else [int(f) for f in np.unique(meta_fold)]
     N = len(train_seeds(frozenset()))
-    seeds = np.empty((N + len(meta_labels), len(sets) * C), dtype=np.float32)   # column block per set
-    for j, held_folds in enumerate(sets):
+    seeds = np.zeros((N + len(meta_labels), (len(sets) + len(folds)) * C), dtype=np.float32)
+    for j, held_folds in enumerate(sets):                              # column block per set
         block = seeds[:, j * C:(j + 1) * C]
         block[:N] = train_seeds(held_folds)
         held = np.isin(meta_fold, list(held_folds))
         block[N:] = np.where(held[:, None], eac_q_meta, onehot)
+    for j, f in enumerate(folds, len(sets)):                           # the meta rows' seeds: zero
+        seeds[:N, j * C:(j + 1) * C] = offsets[f]
     propagated = propagate(graph, seeds, alpha, steps)
     del seeds
-    return {h: propagated[:, j * C:(j + 1) * C] for j, h in enumerate(sets)}
+    column = {h: propagated[:, j * C:(j + 1) * C] for j, h in enumerate(sets)}
+    for j, f in enumerate(folds, len(sets)):
+        column[("free", f)] = np.maximum(column[frozenset([f])] + propagated[:, j * C:(j + 1) * C], 0)
+    return column
 
 
 def _evidence(column: dict, N: int, meta_fold: np.ndarray, per_view_sets=None,
@@ -146,13 +159,20 @@ def _evidence(column: dict, N: int, meta_fold: np.ndarray, per_view_sets=None,
         meta[meta_fold == f] = column[frozenset([f])][N:][meta_fold == f]
     per_view = None if per_view_sets is None else [_graph_term(column[h][:N]) for h in per_view_sets]
     held = {int(f): _graph_term(column[frozenset([f])][:N]) for f in folds} if held_terms else {}
-    return GraphEvidence(_graph_term(column[frozenset()][:N]), _graph_term(meta), per_view, held)
+    evidence = GraphEvidence(_graph_term(column[frozenset()][:N]), _graph_term(meta), per_view, held)
+    if ("free", int(folds[0])) in column:
+        free_meta = np.zeros_like(meta)
+        for f in folds:
+            free_meta[meta_fold == f] = column[("free", int(f))][N:][meta_fold == f]
+        evidence.fold_free_meta = _graph_term(free_meta)
+        evidence.fold_free_held = {int(f): _graph_term(column[("free", int(f))][:N]) for f in folds}
+    return evidence
 
 
 def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.ndarray,
                    meta_given: Optional[np.ndarray], meta_labels: np.ndarray, meta_fold: np.ndarray,
                    transition, *, alpha: float, steps: int, n_views: int = 0,
-                   held_terms: bool = False) -> GraphEvidence:
+                   held_terms: bool = False, view_offsets: Optional[np.ndarray] = None) -> GraphEvidence:
     """Log ``p_graph`` of the N training rows and, out-of-fold, of the M meta rows.
 
     The purified labels (``ipc_soft``) and the meta rows' clean labels seed label propagation
@@ -180,6 +200,10 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
     held_terms : bool
         Also the training rows' terms with each fold held out (for
         :func:`posterior_graph_evidence`; N x C per fold).
+    view_offsets : np.ndarray of shape (V, N, C), optional
+        :meth:`dmlp.state.LabelState.fold_free_offsets`: also the terms free of each fold f
+        (its anchors held out, the seeds without the view that fits fold f), ``fold_free_meta``
+        and ``fold_free_held``, for the decision's check (:mod:`dmlp.decision`).
 
     Returns
     -------
@@ -197,7 +221,7 @@ def graph_evidence(graph: sp.csr_matrix, ipc_soft: np.ndarray, eac_meta_oof: np.
         per_view_sets = [frozenset(folds) - {v} for v in range(n_views)]
         held_sets += [h for h in per_view_sets if h not in held_sets]
     column = _propagate_held_out(graph, lambda held: ipc_soft, meta_labels, meta_fold, eac_q_meta, held_sets,
-                                 alpha=alpha, steps=steps)
+                                 alpha=alpha, steps=steps, offsets=view_offsets)
     return _evidence(column, N, meta_fold, per_view_sets, held_terms)
 
 

@@ -162,9 +162,12 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     fit(run, state, settings, cfg.run.epochs, timings, progress=progress, on_epoch_end=on_epoch_end)
     with timings("final"):
         run.ipc.release()                                    # its factorisations are done with
+        offsets = state.fold_free_offsets() if _meta_check_applies(cfg, run) else None
         soft, posterior = state.release(), None              # (N, C), batch order
         if cfg.decision.rule == "bayes":
-            posterior = _bayes_decision(run, initial_transition, cfg, compute, progress)(soft)
+            decision = _bayes_decision(run, initial_transition, cfg, compute, progress)
+            posterior = decision(soft, offsets)
+            del offsets
             soft = torch.as_tensor(posterior.q)
         audit = None
         if cfg.decision.audit:
@@ -174,9 +177,17 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                                   meta_label_belief=None if posterior is None else posterior.info.get("meta_label_belief"))
 
     timings["total"] = time.perf_counter() - start
+    meta_check = None if posterior is None else posterior.info.pop("meta_check", None)
     result = _result(run, state, inputs, soft, posterior, scaling, compute, timings,
-                     keep_given=audit is not None and not audit.purified_better,
+                     keep_given=(audit is not None and not audit.purified_better)
+                     or (meta_check is not None and not meta_check.passed),
                      quality_credible=audit is None or audit.model_credible())
+    if meta_check is not None:
+        result.notes["meta_check"] = meta_check.to_dict()
+        if not meta_check.passed:
+            log.warning("check on the meta rows (their own fold's information held out): the final model "
+                        "fixes %d of their given labels and breaks %d; the given labels are kept "
+                        "(notes['meta_check'])", meta_check.fixed, meta_check.broken)
     if audit is not None:
         result.notes["label_audit"] = audit.to_dict()
         if not audit.purified_better:
@@ -254,6 +265,21 @@ def _initial_transition(store, meta: MetaSet, given: np.ndarray, n_classes: int,
 def _epochs_for(fraction: float, epochs: int) -> int:
     """Epochs of a final-decision stage given as a fraction of the loop's (at least one; 0: none)."""
     return max(1, round(fraction * epochs)) if fraction else 0
+
+
+#: The check of :class:`dmlp.decision.MetaCheck` holds about six N x C float32 arrays more
+#: (the views' offsets and their propagation, EAC's per-view probabilities, the fold-free terms);
+#: above this it is skipped (1,000 classes x 49,000 rows: 1.2 GB).
+META_CHECK_LIMIT_GB = 1.0
+
+
+def _meta_check_applies(cfg: Config, run: Run) -> bool:
+    """Whether :class:`dmlp.decision.MetaCheck` can run (see ``BayesDecision.__call__``) within
+    :data:`META_CHECK_LIMIT_GB`."""
+    N, C = len(run.given), run.meta.onehot.shape[1]
+    return (cfg.decision.meta_check and cfg.decision.rule == "bayes" and cfg.run.views == 2
+            and run.meta.cross_fitted and run.meta.given_labels is not None and run.eac is not None
+            and cfg.decision.heldout_fraction > 0 and 6 * N * C * 4 <= META_CHECK_LIMIT_GB * 2 ** 30)
 
 
 def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torch.dtype,

@@ -467,6 +467,12 @@ def _print_summary(s, out):
                          f"{100 * audit.support_purified:.2f} %, on the given labels {100 * audit.support_given:.2f} %)")
         else:
             lines.append(f"  check without ground truth: {audit.comparison()}: the purified labels are kept")
+    check = s["notes"].get("meta_check") if isinstance(s.get("notes"), dict) else None
+    if check is not None:
+        lines.append(f"  check on the {check['rows']} meta rows, each judged without its own fold's information: "
+                     f"the final model fixes {check['fixed']} of their given labels and breaks {check['broken']}: "
+                     + ("the purified labels are kept" if check["passed"] else
+                        "the given labels are kept (docs/deviations.md, \"The check on the meta rows\")"))
     if "test_accuracy" in s:
         lines.append(f"  EAC classifier test accuracy {100 * s['test_accuracy']:.2f} %")
     written = [name for name in OUTPUT_FILES if (Path(out) / name).exists()]

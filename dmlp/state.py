@@ -135,6 +135,20 @@ class LabelState:
             out[rows] = label_distribution(self.labels[rows]).mean(1)
         return out
 
+    def fold_free_offsets(self) -> torch.Tensor:
+        """(V, N, C): what turns :meth:`distribution` into the mean of the other views' distributions.
+
+        ``distribution() + offsets[v]`` is the labels as seen without view v, the view whose meta
+        loss fits meta fold v (:func:`dmlp.ipc.meta_view_weights`): seeds for the final decision's
+        check on the meta rows of fold v (:func:`dmlp.posterior.graph_evidence`).  Needs two views or more.
+        """
+        N, V, C = self.labels.shape
+        out = torch.empty(V, N, C, dtype=self.labels.dtype, device=self.labels.device)
+        for rows in cache_row_blocks(N, self.labels[0].numel()):
+            P = label_distribution(self.labels[rows])                # b x V x C
+            out[:, rows] = ((P.mean(1, keepdim=True) - P) / (V - 1)).transpose(0, 1)
+        return out
+
     def record(self, meta_loss: float, truth: Optional[torch.Tensor] = None) -> dict:
         """Close an epoch: append its record (label accuracy when ``truth`` is given)."""
         self.epochs_done += 1

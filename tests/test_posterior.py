@@ -7,6 +7,7 @@ import torch
 
 from dmlp.numerics import normalise_rows, safe_log
 from dmlp.graph import knn_graph, propagate, row_topk
+from dmlp.state import LabelState, label_distribution
 from dmlp.posterior import (Posterior, apply_posterior, bayes_posterior, fit_exponents, graph_evidence,
                              posterior_graph_evidence)
 from dmlp.transition import estimate_transition, transition_from_posteriors
@@ -114,6 +115,29 @@ def test_graph_evidence_holds_out_the_folds_a_view_is_judged_on():
             np.testing.assert_allclose(ev.per_view[f], seeded([f])[:N], rtol=1e-5, atol=1e-6)
     assert graph_evidence(graph, ipc, eac_meta, None, meta_y, np.zeros(M, int), None, alpha=0.9, steps=10,
                           n_views=2).per_view is None
+
+
+def test_fold_free_graph_terms_are_seeded_without_the_fold_and_its_view():
+    """The check's terms: fold f held out and the training rows seeded with the views other
+    than view f (by linearity, the offsets propagate apart), against the direct propagation."""
+    rng = np.random.default_rng(1)
+    N, M, C, V = 300, 30, 3, 2
+    graph = knn_graph(torch.randn(N + M, 8, generator=torch.Generator().manual_seed(1)), 5)
+    raw = torch.as_tensor(rng.normal(size=(N, V, C)) + 0.5, dtype=torch.float32)
+    state = LabelState(raw.clone(), None, None)
+    views = label_distribution(raw).numpy()
+    eac_meta = rng.dirichlet(np.ones(C), M)
+    meta_y = rng.integers(0, C, M)
+    fold = np.arange(M) % V
+    ev = graph_evidence(graph, views.mean(1), eac_meta, None, meta_y, fold, None, alpha=0.9, steps=10,
+                        n_views=V, view_offsets=state.fold_free_offsets().numpy())
+    for f in range(V):
+        seeds = np.vstack([views[:, 1 - f], np.where((fold == f)[:, None], eac_meta, np.eye(C)[meta_y])])
+        direct = safe_log(normalise_rows(propagate(graph, seeds.astype(np.float32), 0.9, 10).astype(np.float64) + 1e-6))
+        np.testing.assert_allclose(ev.fold_free_meta[fold == f], direct[N:][fold == f], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(ev.fold_free_held[f], direct[:N], rtol=1e-4, atol=1e-5)
+    assert graph_evidence(graph, views.mean(1), eac_meta, None, meta_y, fold, None, alpha=0.9,
+                          steps=10).fold_free_meta is None
 
 
 def test_posterior_graph_round_keeps_each_fold_out_of_its_own_term():
