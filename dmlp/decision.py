@@ -154,17 +154,17 @@ class BayesDecision:
             bar.update(); stage("posterior after the refit")
             posterior = self.posterior(eac, graph)
             bar.update()
-        heldout = meta_check = None
+        heldout = fold_free = None
         for round_ in range(self.heldout_rounds):
             stage("held-out classifier")
             if check and round_ == self.heldout_rounds - 1:
-                meta_check = self.meta_check(eac, graph, heldout, posterior)
+                fold_free = self.fold_free_heldout(eac, graph, heldout, posterior)
             heldout = cross_fitted_proba(self.store, self.meta.features, posterior.q,
                                          epochs=self.heldout_epochs, seed=self.seed)
             posterior = self.posterior(eac, graph, heldout)
             bar.update()
         if check:
-            posterior.info["meta_check"] = self.judge_meta_rows(meta_check, eac, graph, posterior)
+            posterior.info["meta_check"] = self.judge_meta_rows(fold_free, eac, graph, posterior)
         for _ in range(rounds):
             stage("graph seeded with the posterior")
             graph = self.posterior_graph_evidence(affinity, posterior, eac, graph, heldout)
@@ -173,7 +173,7 @@ class BayesDecision:
         bar.close()
         return posterior
 
-    def meta_check(self, eac: EACEvidence, graph: Optional[GraphEvidence], heldout, posterior: Posterior):
+    def fold_free_heldout(self, eac: EACEvidence, graph: Optional[GraphEvidence], heldout, posterior: Posterior):
         """Stage 7's held-out classifier, fitted beside the last round's: the classifier of half h
         on a posterior free of meta fold h (EAC's view 1 - h, the fold-free graph term, the
         previous round's classifier), judging the meta rows of fold h.  Returns its
@@ -190,11 +190,11 @@ class BayesDecision:
         return cross_fitted_proba(self.store, self.meta.features, targets, epochs=self.heldout_epochs,
                                   seed=self.seed, meta_fold=self.meta.fold)
 
-    def judge_meta_rows(self, fold_free_heldout, eac: EACEvidence, graph: Optional[GraphEvidence],
+    def judge_meta_rows(self, fold_free, eac: EACEvidence, graph: Optional[GraphEvidence],
                         posterior: Posterior) -> MetaCheck:
         """Stage 7: the final posterior on the meta rows from their fold-free evidence."""
         terms = [safe_log(eac.meta)] + ([] if graph is None else [graph.fold_free_meta])
-        terms.append(safe_log(fold_free_heldout.meta))
+        terms.append(safe_log(fold_free.meta))
         given, truth = self.meta.given_labels, self.meta.clean_labels
         decided = posterior.apply(terms, given).argmax(1)
         changed = decided != given
