@@ -162,7 +162,7 @@ class DecisionParams:
     audit: bool = key(False, "audit", "check the changed labels against a ridge estimator cross-fitted on the "
                       "given labels, and keep the given labels where it finds the purified ones no better "
                       "(dmlp/audit.py; --meta auto turns it on)")
-    meta_check: bool = key(True, "meta_check", "judge the final model on the meta rows from evidence free of "
+    meta_check: bool = key(False, "meta_check", "judge the final model on the meta rows from evidence free of "
                            "their own fold, and keep the given labels where it fixes no more of their given "
                            "labels than it breaks (dmlp.decision.MetaCheck; needs the meta rows' given labels)")
 

@@ -24,8 +24,9 @@ def test_meta_check_keeps_the_given_labels_where_the_features_barely_separate_th
     # the meta rows' own clean labels come back through the graph and the held-out classifier,
     # and the unchecked decision ends below the given labels
     data = _clusters(0.35, seed=3)
-    unchecked = purify_dataset(data, load_config("default", meta_check=False), device="cpu", progress=False)
-    checked = purify_dataset(data, load_config("default"), device="cpu", progress=False)
+    unchecked = purify_dataset(data, load_config("default"), device="cpu", progress=False)     # off by default
+    checked = purify_dataset(data, load_config("default", meta_check=True), device="cpu", progress=False)
+    assert "meta_check" not in unchecked.result.notes
     before = unchecked.evaluation()["label_accuracy_before"]
     assert unchecked.evaluation()["label_accuracy_after"] < before
     check = checked.result.notes["meta_check"]
@@ -36,7 +37,7 @@ def test_meta_check_keeps_the_given_labels_where_the_features_barely_separate_th
 
 def test_meta_check_passes_where_the_features_separate_the_classes():
     data = _clusters(1.0, C=20, n=60)
-    out = purify_dataset(data, load_config("default"), device="cpu", progress=False)
+    out = purify_dataset(data, load_config("default", meta_check=True), device="cpu", progress=False)
     check = out.result.notes["meta_check"]
     assert check["passed"] and check["decision_accuracy"] > check["given_accuracy"]
     e = out.evaluation()
