@@ -96,9 +96,8 @@ def process_transition(noise, truth: np.ndarray, n_classes: int, draws=range(1, 
     -------
     np.ndarray of shape (C, C), rows summing to 1 (a class never seen: the identity row)
     """
-    counts = np.zeros((n_classes, n_classes))
-    for seed in draws:
-        np.add.at(counts, (truth, noise(seed)), 1.0)
+    from dmlp.transition import transition_counts
+    counts = sum(transition_counts(truth, noise(seed), n_classes) for seed in draws)
     total = counts.sum(1, keepdims=True)
     return np.where(total > 0, counts / np.maximum(total, 1.0), np.eye(n_classes))
 

@@ -127,8 +127,7 @@ class BayesDecision:
         where the check applies (two views fitting two meta folds, the meta rows' given labels
         known, EAC and the held-out classifier on), ``posterior.info["meta_check"]`` holds
         :class:`MetaCheck`; otherwise it is None."""
-        check = (view_offsets is not None and len(view_offsets) == 2 and self.meta.cross_fitted
-                 and self.meta.given_labels is not None and self.eac is not None and self.heldout_rounds > 0)
+        check = view_offsets is not None and self.can_check(len(view_offsets))
         refit = self.eac is not None and self.refit_epochs > 0
         rounds = self.graph.posterior_rounds if self.graph.k > 0 else 0
         bar = progress_bar(total=(5 if refit else 3) + self.heldout_rounds + rounds, desc="final decision",
@@ -172,6 +171,12 @@ class BayesDecision:
             bar.update()
         bar.close()
         return posterior
+
+    def can_check(self, n_views: int) -> bool:
+        """Whether stage 7 applies: two views fitting two meta folds, the meta rows' given labels
+        known, EAC and the held-out classifier on."""
+        return (n_views == 2 and self.meta.cross_fitted and self.meta.given_labels is not None
+                and self.eac is not None and self.heldout_rounds > 0)
 
     def fold_free_heldout(self, eac: EACEvidence, graph: Optional[GraphEvidence], heldout, posterior: Posterior):
         """Stage 7's held-out classifier, fitted beside the last round's: the classifier of half h

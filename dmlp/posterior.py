@@ -154,18 +154,21 @@ def _evidence(column: dict, N: int, meta_fold: np.ndarray, per_view_sets=None,
     """The log terms from :func:`_propagate_held_out`'s columns: each meta row read from the
     column with its own fold held out (``held_terms``: also the training rows', per fold)."""
     folds = np.unique(meta_fold)
-    meta = np.zeros((len(meta_fold), column[frozenset()].shape[1]))
-    for f in folds:
-        meta[meta_fold == f] = column[frozenset([f])][N:][meta_fold == f]
-    per_view = None if per_view_sets is None else [_graph_term(column[h][:N]) for h in per_view_sets]
-    held = {int(f): _graph_term(column[frozenset([f])][:N]) for f in folds} if held_terms else {}
-    evidence = GraphEvidence(_graph_term(column[frozenset()][:N]), _graph_term(meta), per_view, held)
-    if ("free", int(folds[0])) in column:
-        free_meta = np.zeros_like(meta)
+
+    def own_fold(key):            # each meta row read from the column of its own fold
+        meta = np.zeros((len(meta_fold), column[frozenset()].shape[1]))
         for f in folds:
-            free_meta[meta_fold == f] = column[("free", int(f))][N:][meta_fold == f]
-        evidence.fold_free_meta = _graph_term(free_meta)
-        evidence.fold_free_held = {int(f): _graph_term(column[("free", int(f))][:N]) for f in folds}
+            meta[meta_fold == f] = column[key(f)][N:][meta_fold == f]
+        return _graph_term(meta)
+
+    held_out = lambda f: frozenset([f])
+    per_view = None if per_view_sets is None else [_graph_term(column[h][:N]) for h in per_view_sets]
+    held = {int(f): _graph_term(column[held_out(f)][:N]) for f in folds} if held_terms else {}
+    evidence = GraphEvidence(_graph_term(column[frozenset()][:N]), own_fold(held_out), per_view, held)
+    free = lambda f: ("free", int(f))
+    if free(folds[0]) in column:
+        evidence.fold_free_meta = own_fold(free)
+        evidence.fold_free_held = {int(f): _graph_term(column[free(f)][:N]) for f in folds}
     return evidence
 
 

@@ -162,10 +162,11 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
     fit(run, state, settings, cfg.run.epochs, timings, progress=progress, on_epoch_end=on_epoch_end)
     with timings("final"):
         run.ipc.release()                                    # its factorisations are done with
-        offsets = state.fold_free_offsets() if _meta_check_applies(cfg, run) else None
+        decision = _bayes_decision(run, initial_transition, cfg, compute, progress) \
+            if cfg.decision.rule == "bayes" else None
+        offsets = state.fold_free_offsets() if _meta_check_applies(cfg, run, decision) else None
         soft, posterior = state.release(), None              # (N, C), batch order
-        if cfg.decision.rule == "bayes":
-            decision = _bayes_decision(run, initial_transition, cfg, compute, progress)
+        if decision is not None:
             posterior = decision(soft, offsets)
             del offsets
             soft = torch.as_tensor(posterior.q)
@@ -273,13 +274,12 @@ def _epochs_for(fraction: float, epochs: int) -> int:
 META_CHECK_LIMIT_GB = 1.0
 
 
-def _meta_check_applies(cfg: Config, run: Run) -> bool:
-    """Whether :class:`dmlp.decision.MetaCheck` can run (see ``BayesDecision.__call__``) within
-    :data:`META_CHECK_LIMIT_GB`."""
+def _meta_check_applies(cfg: Config, run: Run, decision: Optional[BayesDecision]) -> bool:
+    """Whether :class:`dmlp.decision.MetaCheck` is asked for, can run
+    (:meth:`dmlp.decision.BayesDecision.can_check`) and fits in :data:`META_CHECK_LIMIT_GB`."""
     N, C = len(run.given), run.meta.onehot.shape[1]
-    return (cfg.decision.meta_check and cfg.decision.rule == "bayes" and cfg.run.views == 2
-            and run.meta.cross_fitted and run.meta.given_labels is not None and run.eac is not None
-            and cfg.decision.heldout_fraction > 0 and 6 * N * C * 4 <= META_CHECK_LIMIT_GB * 2 ** 30)
+    return (cfg.decision.meta_check and decision is not None and decision.can_check(cfg.run.views)
+            and 6 * N * C * 4 <= META_CHECK_LIMIT_GB * 2 ** 30)
 
 
 def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torch.dtype,
