@@ -29,6 +29,7 @@ import torch
 
 from .batches import release_freed_memory
 from .config import GraphParams, TransitionParams
+from .echo import given_label_echo, remove_echo
 from .graph import knn_graph
 from .heldout import cross_fitted_proba, halves
 from .loop import visit_order
@@ -40,9 +41,10 @@ from .progress import progress_bar
 @dataclass
 class EACEvidence:
     """EAC's class probabilities (stage 1)."""
-    train: np.ndarray                 # (N, C) training rows: geometric mean of the views
+    train: np.ndarray                 # (N, C) training rows: geometric mean of the views, echo removed
     meta: np.ndarray                  # (M, C) meta rows, out-of-fold
     per_view: Optional[np.ndarray]    # (V, N, C) each view's, for the refit's targets (None: no EAC)
+    echo: Optional[float] = None      # the given-label bonus removed from ``train`` (dmlp.echo; None: not measured)
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,9 @@ class BayesDecision:
         Times stage 5 runs, each fit on the posterior that includes the previous one's term.
     exponent_prior_std : float
         Of the prior on the posterior's exponents (:func:`dmlp.posterior.fit_exponents`).
-    refit_lr_restart : bool
-        The refit starts again at EAC's initial rate (its in-loop decay is for noisy targets).
+    remove_eac_echo : bool
+        Remove EAC's in-sample echo of the given labels from its training-row evidence
+        (:mod:`dmlp.echo`; where the meta rows' given labels are known).
     compute_dtype : torch.dtype
         Of the graph's features.
     progress : bool
@@ -112,12 +115,12 @@ class BayesDecision:
     def __init__(self, store, meta, eac, given: torch.Tensor, transition: np.ndarray, *, graph: GraphParams,
                  transition_params: TransitionParams, seed: int, refit_epochs: int, first_refit_epoch: int,
                  compute_dtype: torch.dtype, heldout_epochs: int, heldout_rounds: int,
-                 exponent_prior_std: float, progress: bool = True):
+                 exponent_prior_std: float, remove_eac_echo: bool = True, progress: bool = True):
         self.store, self.meta, self.eac, self.given, self.seed = store, meta, eac, given, seed
         self.transition, self.graph, self.transition_params = transition, graph, transition_params
         self.refit_epochs, self.first_refit_epoch = refit_epochs, first_refit_epoch
         self.compute_dtype, self.heldout_epochs, self.progress = compute_dtype, heldout_epochs, progress
-        self.exponent_prior_std = exponent_prior_std
+        self.exponent_prior_std, self.remove_eac_echo = exponent_prior_std, remove_eac_echo
         self.heldout_rounds = max(1, heldout_rounds) if heldout_epochs > 0 else 0
 
     def __call__(self, ipc_soft: torch.Tensor, view_offsets: Optional[np.ndarray] = None) -> Posterior:
@@ -222,7 +225,13 @@ class BayesDecision:
             seen[self.meta.fold, np.arange(M)] = 0.0
         log_meta = (safe_log(meta_views) * seen[..., None]).sum(0) / seen.sum(0)[:, None]
         meta = np.exp(log_meta - log_meta.max(1, keepdims=True))
-        return EACEvidence(train, meta / meta.sum(1, keepdims=True), per_view.cpu().numpy() if keep_views else None)
+        meta /= meta.sum(1, keepdims=True)
+        echo = None
+        if self.remove_eac_echo and self.meta.given_labels is not None:
+            given = self.given.cpu().numpy()
+            echo = given_label_echo(train, given, meta, self.meta.given_labels)
+            train = remove_echo(train, given, echo)
+        return EACEvidence(train, meta, per_view.cpu().numpy() if keep_views else None, echo)
 
     def affinity(self):
         """The normalised kNN graph of the training and meta rows (:func:`dmlp.graph.knn_graph`)."""
@@ -259,10 +268,13 @@ class BayesDecision:
 
     def posterior(self, eac: EACEvidence, graph: Optional[GraphEvidence], heldout=None) -> Posterior:
         """Stage 3."""
-        return bayes_posterior(eac.train, eac.meta, self.given.cpu().numpy(), self.meta.given_labels,
-                               self.meta.clean_labels, self.transition, graph, heldout=heldout,
-                               em_steps=self.transition_params.em_steps,
-                               smoothing=self.transition_params.smoothing, prior_std=self.exponent_prior_std)
+        posterior = bayes_posterior(eac.train, eac.meta, self.given.cpu().numpy(), self.meta.given_labels,
+                                    self.meta.clean_labels, self.transition, graph, heldout=heldout,
+                                    em_steps=self.transition_params.em_steps,
+                                    smoothing=self.transition_params.smoothing, prior_std=self.exponent_prior_std)
+        if eac.echo is not None:
+            posterior.info["eac_echo"] = round(eac.echo, 4)
+        return posterior
 
     def refit_eac(self, posterior: Posterior, eac: EACEvidence, graph: Optional[GraphEvidence]) -> None:
         """Stage 4: EAC trained further on the posterior as soft targets (the meta rows stay out)."""

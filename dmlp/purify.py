@@ -290,7 +290,8 @@ def _bayes_decision(run: Run, transition: np.ndarray, cfg: Config, compute: torc
                          first_refit_epoch=cfg.run.epochs, compute_dtype=compute,
                          heldout_epochs=_epochs_for(cfg.decision.heldout_fraction, cfg.run.epochs),
                          heldout_rounds=cfg.decision.heldout_rounds,
-                         exponent_prior_std=cfg.decision.exponent_prior_std, progress=progress)
+                         exponent_prior_std=cfg.decision.exponent_prior_std,
+                         remove_eac_echo=cfg.decision.eac_echo, progress=progress)
 
 
 def _result(run: Run, state: LabelState, inputs: _Inputs, soft: torch.Tensor, posterior, scaling,

@@ -3,20 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dmlp import Dataset, load_config, purify_dataset
+from gaussian_classes import gaussian_classes
+
+from dmlp import load_config, purify_dataset
 from dmlp.decision import MetaCheck
 
 
 def _clusters(centre_scale, seed=0, C=200, n=20, d=32, noise=0.42):
-    """C Gaussian classes of n rows around centres of scale ``centre_scale`` (unit noise), and
-    symmetric noise to another class."""
-    rng = np.random.default_rng(seed)
-    truth = np.repeat(np.arange(C), n)
-    X = (rng.normal(size=(C, d)) * centre_scale)[truth] + rng.normal(size=(C * n, d))
-    given = truth.copy()
-    flip = rng.random(len(given)) < noise
-    given[flip] = (given[flip] + rng.integers(1, C, flip.sum())) % C
-    return Dataset.from_arrays(X.astype(np.float32), given, true_labels=truth, n_classes=C)
+    return gaussian_classes(centre_scale, C=C, n=n, d=d, noise=noise, seed=seed)
 
 
 def test_meta_check_keeps_the_given_labels_where_the_features_barely_separate_the_classes():
