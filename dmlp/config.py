@@ -256,7 +256,7 @@ def _coerce(values: dict, source: str) -> dict:
     for key, value in values.items():
         if key not in KEYS:
             import difflib
-            close = difflib.get_close_matches(key, KEYS, n=1)
+            close = [k for k in sorted(KEYS) if k.startswith(key)][:1] or difflib.get_close_matches(key, KEYS, n=1)
             hint = f"did you mean '{close[0]}'? " if close else ""
             raise InputError(f"{source}: unknown config key '{key}' ({hint}valid keys: {', '.join(sorted(KEYS))})")
         expected = type(_DEFAULTS[key])

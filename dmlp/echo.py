@@ -12,8 +12,13 @@ labels and with 26 % of the meta rows' (docs/deviations.md, section B).
 The echo is modelled as one log-odds bonus ``delta`` for each training row's own given label.
 It is sized so that, with it removed, the training rows' mean log-likelihood of their given
 labels under EAC equals the meta rows' out-of-fold one: both kinds of row then see EAC as a
-classifier that did not fit them.  This needs the meta rows' given labels (drawn meta rows);
-without them the evidence is left as it is.
+classifier that did not fit them.  Only the echo the meta rows demonstrate is removed: their
+mean negative log-likelihood is taken at its lower confidence bound (:data:`CONFIDENCE_Z`
+standard errors below the mean), since a few dozen meta rows measure it loosely and removing
+too much turns EAC against the given labels (on 2 and 3 weakly separated classes with 40 meta
+rows, the noise model's EM then settles at "labels carry no information"; docs/deviations.md,
+section B).  This needs the meta rows' given labels (drawn meta rows); without them the
+evidence is left as it is.
 """
 from __future__ import annotations
 
@@ -21,6 +26,9 @@ import numpy as np
 
 from .numerics import PROB_FLOOR
 
+#: The meta rows' mean negative log-likelihood of their given labels is taken this many standard
+#: errors below its mean (a one-sided bound at about 97.5 %).
+CONFIDENCE_Z = 2.0
 _BISECTIONS = 60          # halvings of [0, _MAX_DELTA]: far below float64 resolution of the mean
 _MAX_DELTA = 50.0         # log-odds; e^-50 takes any probability to the floor
 
@@ -50,13 +58,18 @@ def given_label_echo(train_proba: np.ndarray, given: np.ndarray, meta_proba: np.
     -------
     float
         ``delta >= 0`` such that lowering every training row's given-label log-odds by ``delta``
-        makes the mean negative log-likelihood of the given labels equal the meta rows'
-        out-of-fold one; 0 where the training rows' is already at least as large (no echo).
+        makes the mean negative log-likelihood of the given labels equal the lower confidence
+        bound of the meta rows' out-of-fold one (mean minus :data:`CONFIDENCE_Z` standard
+        errors); 0 where the training rows' is already at least that large (no echo shown), or
+        with fewer than two meta rows.
     """
     p_given = np.clip(np.asarray(train_proba, dtype=np.float64)[np.arange(len(given)), given],
                       PROB_FLOOR, 1.0 - PROB_FLOOR)
+    if len(meta_given) < 2:
+        return 0.0
     p_meta = np.asarray(meta_proba, dtype=np.float64)[np.arange(len(meta_given)), meta_given]
-    target = float(-np.log(np.maximum(p_meta, PROB_FLOOR)).mean())
+    meta_nll = -np.log(np.maximum(p_meta, PROB_FLOOR))
+    target = float(meta_nll.mean() - CONFIDENCE_Z * meta_nll.std(ddof=1) / np.sqrt(len(meta_nll)))
     if _given_nll(p_given, 0.0) >= target:
         return 0.0
     low, high = 0.0, _MAX_DELTA           # _given_nll rises with delta

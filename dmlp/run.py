@@ -441,7 +441,7 @@ def _check_finite_summary(summary: dict, where: str = "summary.json") -> None:
 def _print_summary(s, out):
     lines = [f"DMLP [{s['config_name']}] on {s['data']}: {s['n_purified']} rows purified, "
              f"{s['n_meta']} meta rows ({s['meta_source']}), {s['n_classes']} classes, device {s['device']}",
-             f"  changed {s['n_changed']} labels in {s['seconds']:.1f} s"]
+             f"  changed {s['n_changed']} label{'' if s['n_changed'] == 1 else 's'} in {s['seconds']:.1f} s"]
     from .audit import LabelAudit            # here: the module needs torch, which a bad input never loads
     audit = s["notes"].get("label_audit") if isinstance(s.get("notes"), dict) else None
     audit = None if audit is None else LabelAudit(**audit)

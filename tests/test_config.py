@@ -75,6 +75,11 @@ def test_unknown_key_names_it_and_lists_valid_keys(tmp_path):
     assert "\n" not in msg
 
 
+def test_a_key_cut_short_is_completed_in_the_hint(tmp_path):
+    with pytest.raises(InputError, match="did you mean 'eac_echo_correction'"):
+        load_config(str(_write(tmp_path / "short.toml", "eac_echo = false\n")))
+
+
 @pytest.mark.parametrize("line", [
     'epochs = "ten"', "epochs = 2.5", "epochs = true", "eac = 1", 'eac = "yes"', "ridge = true",
     "name = 3", "label_betas = 0.5", 'label_betas = ["a", "b"]', 'final_decision = "vote"',
