@@ -163,9 +163,9 @@ class DecisionParams:
                       "given labels, and keep the given labels where it finds the purified ones no better "
                       "(dmlp/audit.py; --meta auto turns it on)")
     eac_echo: bool = key(True, "eac_echo_correction", "remove from EAC's in-sample evidence on the training rows "
-                         "the bonus it gives each row's own given label, sized so that their likelihood of the "
-                         "given labels matches the meta rows' out-of-fold one (dmlp/echo.py; needs the meta "
-                         "rows' given labels)")
+                         "the bonus it gives each row's own given label, as far as the meta rows' out-of-fold "
+                         "likelihood of their given labels shows it (dmlp/echo.py; needs the meta rows' given "
+                         "labels)")
     meta_check: bool = key(False, "meta_check", "judge the final model on the meta rows from evidence free of "
                            "their own fold, and keep the given labels where it fixes no more of their given "
                            "labels than it breaks (dmlp.decision.MetaCheck; needs the meta rows' given labels)")
