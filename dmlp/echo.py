@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numerics import PROB_FLOOR
+from .numerics import PROB_FLOOR, safe_log
 
 #: The meta rows' mean negative log-likelihood of their given labels is taken this many standard
 #: errors below its mean (a one-sided bound at about 97.5 %).
@@ -35,7 +35,7 @@ _MAX_DELTA = 50.0         # log-odds; e^-50 takes any probability to the floor
 def _given_nll(p_given: np.ndarray, delta: float) -> float:
     """Mean ``-log`` of the given label's probability once its log-odds are lowered by ``delta``."""
     lowered = p_given * np.exp(-delta)
-    return float(-np.log(np.maximum(lowered / (1.0 - p_given + lowered), PROB_FLOOR)).mean())
+    return float(-safe_log(lowered / (1.0 - p_given + lowered)).mean())
 
 
 def given_label_echo(train_proba: np.ndarray, given: np.ndarray, meta_proba: np.ndarray,
@@ -67,7 +67,7 @@ def given_label_echo(train_proba: np.ndarray, given: np.ndarray, meta_proba: np.
     p_given = np.clip(np.asarray(train_proba)[np.arange(len(given)), given].astype(np.float64),
                       PROB_FLOOR, 1.0 - PROB_FLOOR)
     p_meta = np.asarray(meta_proba)[np.arange(len(meta_given)), meta_given].astype(np.float64)
-    meta_nll = -np.log(np.maximum(p_meta, PROB_FLOOR))
+    meta_nll = -safe_log(p_meta)
     target = float(meta_nll.mean() - CONFIDENCE_Z * meta_nll.std(ddof=1) / np.sqrt(len(meta_nll)))
     if _given_nll(p_given, 0.0) >= target:
         return 0.0
