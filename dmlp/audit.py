@@ -105,15 +105,15 @@ class LabelAudit:
         return asdict(self)
 
 
-def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridge: float, seed: int) -> np.ndarray:
-    """Held-out ridge scores of every row: fitted on the other half's labels, two passes over the rows.
+def half_estimators(store, labels: np.ndarray, n_classes: int, *, ridge: float, seed: int):
+    """Ridge estimators fitted on each seeded half of the rows: ``(half, W)``.
 
     Parameters
     ----------
     store : dmlp.batches.FeatureStore
-        The rows' features, batch order (read twice, batch by batch: memory ``d x d`` per half).
+        The rows' features, batch order (read once, batch by batch: memory ``d x d`` per half).
     labels : np.ndarray of int, shape (N,) or (k, N)
-        The labels to fit (one-hot targets), batch order; ``k`` label vectors share the passes
+        The labels to fit (one-hot targets), batch order; ``k`` label vectors share the pass
         and the factorisations.
     n_classes : int
     ridge : float
@@ -123,14 +123,14 @@ def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridg
 
     Returns
     -------
-    np.ndarray of shape (N, C), or (k, N, C) for ``k`` label vectors, float32
-        Row i's scores from the estimator fitted on the half that does not hold i.
+    half : torch.Tensor of shape (N,), int64
+        Each row's half, 0 or 1.
+    W : list of two torch.Tensor of shape (d, k * C), float64
+        The estimator of half 0 and of half 1; label vector j's classes in columns ``j C ... (j + 1) C - 1``.
     """
-    labels = np.asarray(labels)
-    stacked = np.atleast_2d(labels)
+    stacked = np.atleast_2d(np.asarray(labels))
     k, N = stacked.shape
     half = torch.as_tensor(rng(seed, "audit_halves").permutation(N) % 2)
-    # label vector j's one-hot targets in columns j * C ... (j + 1) * C - 1
     columns = torch.as_tensor(stacked + n_classes * np.arange(k)[:, None])
     d = store.features.shape[1]
     grams = torch.zeros(2, d, d, dtype=torch.float64)
@@ -142,7 +142,32 @@ def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridg
             grams[h] += X[mine].T @ X[mine]
             for j in range(k):
                 moments[h].index_add_(1, columns[j, rows][mine], X[mine].T)
-    W = [ridge_from_moments(grams[h], moments[h], ridge, floor=SMALL_SET_RIDGE) for h in (0, 1)]
+    return half, [ridge_from_moments(grams[h], moments[h], ridge, floor=SMALL_SET_RIDGE) for h in (0, 1)]
+
+
+def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridge: float, seed: int) -> np.ndarray:
+    """Held-out ridge scores of every row: fitted on the other half's labels (:func:`half_estimators`).
+
+    Parameters
+    ----------
+    store : dmlp.batches.FeatureStore
+        The rows' features, batch order (read twice, batch by batch).
+    labels : np.ndarray of int, shape (N,) or (k, N)
+        The labels to fit, batch order.
+    n_classes : int
+    ridge : float
+        Relative ridge (at least :data:`dmlp.ridge.SMALL_SET_RIDGE`).
+    seed : int
+        Seeds the halves.
+
+    Returns
+    -------
+    np.ndarray of shape (N, C), or (k, N, C) for ``k`` label vectors, float32
+        Row i's scores from the estimator fitted on the half that does not hold i.
+    """
+    labels = np.asarray(labels)
+    k, N = np.atleast_2d(labels).shape
+    half, W = half_estimators(store, labels, n_classes, ridge=ridge, seed=seed)
     scores = np.empty((N, k * n_classes), dtype=np.float32)
     for b in range(len(store)):
         X, rows = store.float_batch(b).double().cpu(), store.batches[b]

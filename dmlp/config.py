@@ -92,6 +92,8 @@ class IPCParams:
     mse_reduction: str = key("sum", "meta_mse_reduction", "'sum' (authors) or 'mean' over meta rows")
     balance_weight: float = key(1.0, "meta_balance_weight", "KL(uniform || mean softmax of batch predictions)")
     balance_rows: int = key(1024, "balance_rows", "batch rows the balance prior is evaluated on (0 = all)")
+    support: int = key(32, "label_support", "classes a row's labels may take: its given label and the top "
+                       "classes of a ridge estimator (0 = all; dmlp/support.py)")
 
 
 @dataclass(frozen=True)

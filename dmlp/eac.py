@@ -231,16 +231,16 @@ class AuxiliaryClassifier:
         self.adam_bias.load_state_dict(state["adam_bias"])
 
 
-def training_targets(labels_B: torch.Tensor, given_B: torch.Tensor, forward_correction: bool) -> torch.Tensor:
-    """What EAC fits on a batch: V x rows class indices.
+def training_targets(state, rows: slice, given_B: torch.Tensor, forward_correction: bool) -> torch.Tensor:
+    """What EAC fits on the batch ``rows``: V x rows class indices.
 
     With forward correction, the given labels (EAC then models the clean class through T);
-    otherwise the argmax of each view's current labels (the authors).  ``labels_B`` is
-    rows x V x C, ``given_B`` (rows,).
+    otherwise the argmax of each view's current labels (the authors).  ``state`` is the run's
+    :class:`dmlp.state.LabelState`, ``given_B`` the batch's given labels (rows,).
     """
     if forward_correction:
-        return given_B.unsqueeze(0).expand(labels_B.shape[1], -1)
-    return labels_B.argmax(-1).T
+        return given_B.unsqueeze(0).expand(state.labels.shape[1], -1)
+    return state.view_argmax(rows)
 
 
 def exchange(labels_B: torch.Tensor, predictions_B: torch.Tensor, momentum: float) -> None:

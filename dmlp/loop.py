@@ -91,7 +91,7 @@ def run_epoch(run: Run, state: LabelState, settings: LoopSettings, timings: Timi
 def eac_step(run: Run, state: LabelState, k: int, X_B: torch.Tensor, forward_correction: bool) -> None:
     """EAC's Adam step on batch ``k``."""
     rows = run.store.batches[k]
-    targets = training_targets(state.labels[rows], run.given[rows], forward_correction)
+    targets = training_targets(state, rows, run.given[rows], forward_correction)
     transition = state.transition.matrix if forward_correction else None
     run.eac.step(X_B, targets, transition, run.eac_meta)
 
@@ -107,7 +107,7 @@ def exchange_views(run: Run, state: LabelState, epoch: int, params: ExchangePara
             prediction = transition.posterior(prediction, run.given[rows])
             if soft_counts is not None:
                 soft_counts.index_add_(1, run.given[rows], prediction.mean(0).T)
-        exchange(state.labels[rows], prediction, params.momentum)
+        exchange(state.labels[rows], state.at_support(prediction, rows), params.momentum)
     if soft_counts is not None:
         transition.update(soft_counts, f"transition EM at the exchange after epoch {epoch + 1}")
 

@@ -153,7 +153,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         compute = resolve_compute_dtype(cfg.run.compute_dtype, dev)          # of the large products
         run, initial_transition = _build_run(inputs, cfg, dev, scaling, true_labels, compute)
         state = LabelState.initial(run.given, inputs.n_classes, cfg.run.views, cfg.ipc,
-                                   _transition_model(run.meta, initial_transition, cfg, dev))
+                                   _transition_model(run.meta, initial_transition, cfg, dev),
+                                   None if run.ipc.support is None else run.ipc.support.rows)
         if checkpoint is not None:
             state.load_state_dict(checkpoint)
             if run.eac is not None:
@@ -231,7 +232,8 @@ def _build_run(inputs: _Inputs, cfg: Config, dev: torch.device, scaling: Feature
     store = FeatureStore(inputs.features, order, batches, dev, cfg.run.resident_limit_gb, compute, scaling)
     meta = MetaSet.build(torch.as_tensor(scaling.apply(inputs.meta_features), device=dev), inputs.meta_labels,
                          inputs.meta_noisy_labels, C, V, cfg.decision.cross_fit_meta, cfg.run.seed)
-    ipc = make_ipc(store, meta, cfg.ipc, cfg.run.resident_limit_gb)
+    ipc = make_ipc(store, meta, cfg.ipc, cfg.run.resident_limit_gb, given=inputs.noisy_labels[order],
+                   seed=cfg.run.seed)
     given = torch.as_tensor(inputs.noisy_labels[order], device=dev)           # batch order
     truth = None if true_labels is None else torch.as_tensor(np.asarray(true_labels)[order], device=dev)
     initial = None

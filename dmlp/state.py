@@ -16,6 +16,7 @@ import torch
 
 from .ipc import meta_folds, meta_view_weights
 from .numerics import PROB_FLOOR, RowAdam, cache_row_blocks
+from .support import on_support, support_positions, to_dense
 from .transition import TransitionModel
 
 
@@ -94,17 +95,23 @@ def label_argmax(labels: torch.Tensor) -> torch.Tensor:
 class LabelState:
     """What the loop learns: the labels of every view and what moves them.
 
-    Create it with :meth:`initial`; ``epochs_done`` counts the completed epochs.
+    Create it with :meth:`initial`; ``epochs_done`` counts the completed epochs.  With a label
+    support (:mod:`dmlp.support`) ``labels`` holds each row's values on its k candidate classes
+    only, the others being zero; every method that returns classes returns them dense (C).
     """
-    labels: torch.Tensor                    # (N, V, C) float32, batch order: IPC's parameters
+    labels: torch.Tensor                    # (N, V, K) float32, batch order: IPC's parameters (K = C,
+                                            # or k with a support)
     adam: RowAdam                           # over ``flat``, one row per training row
     transition: Optional[TransitionModel]   # T[true, given], re-estimated at the exchanges
     epochs_done: int = 0
     history: list = field(default_factory=list)   # per epoch: meta_loss (, label_accuracy)
+    support: Optional[torch.Tensor] = None  # (N, k) int64: each row's candidate classes (None: all)
+    n_classes: int = 0                      # C (needed with a support)
 
     @classmethod
     def initial(cls, given: torch.Tensor, n_classes: int, n_views: int, params,
-                transition: Optional[TransitionModel] = None) -> "LabelState":
+                transition: Optional[TransitionModel] = None,
+                support: Optional[torch.Tensor] = None) -> "LabelState":
         """Every view starts at the one-hot given labels.
 
         Parameters
@@ -115,11 +122,36 @@ class LabelState:
         params : IPCParams
             The labels' Adam (``lr``, ``betas``, ``weight_decay``).
         transition : TransitionModel, optional
+        support : torch.Tensor of shape (N, k), int64, optional
+            Each row's candidate classes (:func:`dmlp.support.label_support`; the given label
+            among them); None: all classes.
         """
-        labels = torch.nn.functional.one_hot(given, n_classes).float().unsqueeze(1).repeat(1, n_views, 1)
-        adam = RowAdam(len(given), n_views * n_classes, params.lr, params.betas, params.weight_decay,
+        if support is None:
+            onehot = torch.nn.functional.one_hot(given, n_classes)
+        else:
+            onehot = torch.nn.functional.one_hot(support_positions(support, given), support.shape[1])
+        labels = onehot.float().unsqueeze(1).repeat(1, n_views, 1)
+        adam = RowAdam(len(given), labels[0].numel(), params.lr, params.betas, params.weight_decay,
                        device=given.device)
-        return cls(labels, adam, transition)
+        return cls(labels, adam, transition, support=support, n_classes=n_classes)
+
+    def _dense(self, values: torch.Tensor, rows: slice) -> torch.Tensor:
+        """``(n, K)`` values of ``rows`` as ``(n, C)`` (unchanged without a support)."""
+        return values if self.support is None else to_dense(values, self.support[rows], self.n_classes)
+
+    def at_support(self, values: torch.Tensor, rows: slice) -> torch.Tensor:
+        """Dense ``(..., n, C)`` values of ``rows`` read where their labels live: ``(..., n, K)``."""
+        return values if self.support is None else on_support(values, self.support[rows])
+
+    def view_argmax(self, rows: slice) -> torch.Tensor:
+        """(V, n): each view's class of largest label, for the rows ``rows``."""
+        position = self.labels[rows].argmax(-1).T
+        return position if self.support is None else self.support[rows].T.gather(0, position)
+
+    def argmax(self, rows: slice = slice(None)) -> torch.Tensor:
+        """(n,) the class of largest averaged distribution of each row of ``rows`` (:func:`label_argmax`)."""
+        position = label_argmax(self.labels[rows])
+        return position if self.support is None else self.support[rows].gather(1, position.unsqueeze(1)).squeeze(1)
 
     @property
     def flat(self) -> torch.Tensor:
@@ -129,10 +161,11 @@ class LabelState:
     def distribution(self) -> torch.Tensor:
         """(N, C): the views' label distributions, averaged (row block by row block: the
         temporaries stay small however many rows and classes)."""
-        N, _, C = self.labels.shape
+        N, _, K = self.labels.shape
+        C = K if self.support is None else self.n_classes
         out = torch.empty(N, C, dtype=self.labels.dtype, device=self.labels.device)
         for rows in cache_row_blocks(N, self.labels[0].numel()):
-            out[rows] = label_distribution(self.labels[rows]).mean(1)
+            out[rows] = self._dense(label_distribution(self.labels[rows]).mean(1), rows)
         return out
 
     def fold_free_offsets(self) -> torch.Tensor:
@@ -142,11 +175,14 @@ class LabelState:
         loss fits meta fold v (:func:`dmlp.ipc.meta_view_weights`): seeds for the final decision's
         check on the meta rows of fold v (:func:`dmlp.posterior.graph_evidence`).  Needs two views or more.
         """
-        N, V, C = self.labels.shape
+        N, V, K = self.labels.shape
+        C = K if self.support is None else self.n_classes
         out = torch.empty(V, N, C, dtype=self.labels.dtype, device=self.labels.device)
         for rows in cache_row_blocks(N, self.labels[0].numel()):
-            P = label_distribution(self.labels[rows])                # b x V x C
-            out[:, rows] = ((P.mean(1, keepdim=True) - P) / (V - 1)).transpose(0, 1)
+            P = label_distribution(self.labels[rows])                # b x V x K
+            offsets = (P.mean(1, keepdim=True) - P) / (V - 1)
+            for v in range(V):
+                out[v, rows] = self._dense(offsets[:, v], rows)
         return out
 
     def record(self, meta_loss: float, truth: Optional[torch.Tensor] = None) -> dict:
@@ -154,7 +190,7 @@ class LabelState:
         self.epochs_done += 1
         record = {"epoch": self.epochs_done, "meta_loss": meta_loss}
         if truth is not None:
-            right = sum(int((label_argmax(self.labels[rows]) == truth[rows]).sum())
+            right = sum(int((self.argmax(rows) == truth[rows]).sum())
                         for rows in cache_row_blocks(len(self.labels), self.labels[0].numel()))
             record["label_accuracy"] = right / len(truth)
         self.history.append(record)
@@ -162,7 +198,7 @@ class LabelState:
 
     def release(self) -> "torch.Tensor":
         """The labels' final distribution (:meth:`distribution`), freeing the labels and their
-        Adam moments (3 x N x V x C): the loop is done, no step or checkpoint follows."""
+        Adam moments (3 x N x V x K): the loop is done, no step or checkpoint follows."""
         soft = self.distribution()
         self.labels = self.adam = None
         return soft
@@ -173,6 +209,7 @@ class LabelState:
         On the CPU the tensors are the state's own, not copies (at 1,000 classes the labels and
         their moments are over a gigabyte): save the dict before the next epoch, or copy it."""
         return {"epoch": self.epochs_done - 1, "labels": self.labels.cpu(),
+                "support": None if self.support is None else self.support.cpu(),
                 "history": list(self.history),
                 "adam": {k: v.cpu() for k, v in self.adam.state_dict().items()},
                 "transition": None if self.transition is None else self.transition.matrix.cpu().clone()}
@@ -180,6 +217,10 @@ class LabelState:
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict`'s output (onto this state's device)."""
         device = self.labels.device
+        support = state.get("support")
+        if (support is None) != (self.support is None) or (support is not None and not torch.equal(
+                support.to(device), self.support)):
+            raise ValueError("the checkpoint's label support differs from this run's")
         self.labels.copy_(state["labels"].to(device))
         self.adam.load_state_dict({k: v.to(device) for k, v in state["adam"].items()})
         if self.transition is not None and state.get("transition") is not None:
