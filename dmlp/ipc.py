@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 
 import numpy as np
 import torch
@@ -25,8 +24,7 @@ import torch.nn.functional as F
 
 from .batches import release_freed_memory
 from .errors import InputError
-from .numerics import (CHUNK_ELEMENTS, PROB_FLOOR, balance_kl_grad, class_balance_kl, fits_in_ram,
-                       softmax_backward, softmax_rows)
+from .numerics import CHUNK_ELEMENTS, balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
 from .seeds import rng
 from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram, ridge_solve
 from .support import label_support
@@ -230,12 +228,7 @@ class WhitenedBatches:
                 index[k, :sizes[k]] = torch.arange(s.start, s.stop)
             self.pad_index = index.to(dev)
             self.valid = (index < self.n_rows).view(-1).to(dev)
-        self.sparse = None
-        if support is not None:     # each batch's labels, and its meta and balance rows, on their supports
-            self.sparse = [(s, SupportPattern(support.rows[s], n_classes, n_views),
-                            SupportPattern(torch.cat([support.meta, support.rows[s][balance_rows]]), n_classes, n_views))
-                           for s in batches]
-            self.meta_support = support.meta
+        self.sparse = None if support is None else list(zip(batches, support.batch_patterns(batches, n_views)))
 
     def groups(self, n_cols: int):
         """Consecutive ranges of batches whose meta predictions (``batches x (M + R) x n_cols``)
@@ -253,38 +246,28 @@ class WhitenedBatches:
         (:meth:`groups`; default all), whose rows are the returned slice of ``labels``.
         """
         group = range(self.Q.shape[0]) if group is None else group
-        if self.sparse is not None:
-            return self._support_gradient(labels, meta_onehot, meta_weights, params, group)
         Q, K = self.Q[group.start:group.stop], self.K[group.start:group.stop]
         low = K.dtype
-        rows, Y = self._labels(labels, group)
-        At = torch.bmm(Y.transpose(1, 2).to(low), Q)                      # (Q'Y)', nb x V*C x d
+        if self.sparse is not None:        # the labels on their supports: Q'Y from the non-zeros
+            patterns = self.sparse[group.start:group.stop]
+            rows = slice(patterns[0][0].start, patterns[-1][0].stop)
+            At = torch.stack([pattern.transposed_product(labels[batch], Q[i, :batch.stop - batch.start])
+                              for i, (batch, pattern) in enumerate(patterns)])
+        else:
+            rows, Y = self._labels(labels, group)
+            At = torch.bmm(Y.transpose(1, 2).to(low), Q)                  # (Q'Y)', nb x V*C x d
         logits = torch.bmm(K, At.transpose(1, 2)).to(labels.dtype)        # nb x (M + R) x V*C
         m = self.n_meta
         loss, d_meta, d_balance = meta_logit_grad(logits[:, :m], logits[:, m:], meta_onehot, meta_weights, params)
         d_logits = d_meta if d_balance is None else torch.cat([d_meta, d_balance], 1)
         dAt = torch.bmm(d_logits.transpose(1, 2).to(low), K[:, :d_logits.shape[1]])   # (K'G)'
+        if self.sparse is not None:        # the gradient read at the supports only
+            grad = torch.cat([pattern.sampled_product(Q[i, :batch.stop - batch.start], dAt[i])
+                              for i, (batch, pattern) in enumerate(patterns)])
+            return loss, grad.to(labels.dtype), rows
         nb, b_max, _ = Q.shape
         grad = torch.bmm(Q, dAt.transpose(1, 2)).to(labels.dtype).view(nb * b_max, -1)
         return loss, (grad if self.pad_index is None else grad[self._valid(group)]), rows
-
-    def _support_gradient(self, labels, meta_onehot, meta_weights, params, group: range):
-        """:meth:`gradient` on a label support: every product and every loss term on the support
-        only (the meta and balance rows' predictions too: :func:`support_meta_logit_grad`)."""
-        m, loss, grads = self.n_meta, 0.0, []
-        meta_targets = meta_onehot.gather(1, self.meta_support)                 # M x k, one-hot
-        for k in group:
-            rows, label_pattern, meta_pattern = self.sparse[k]
-            Q, K = self.Q[k, :rows.stop - rows.start], self.K[k]
-            At = label_pattern.transposed_product(labels[rows], Q)             # (Q'Y)', V*C x d
-            logits = meta_pattern.sampled_product(K, At).to(labels.dtype)      # (M + R) x V*k
-            batch_loss, d_logits = support_meta_logit_grad(logits, meta_pattern.support[m:], m, meta_targets,
-                                                           meta_weights, params, meta_pattern.n_classes)
-            dAt = meta_pattern.transposed_product(d_logits, K)                 # (K'G)', V*C x d
-            grads.append(label_pattern.sampled_product(Q, dAt).to(labels.dtype))
-            loss = loss + batch_loss
-        first, last = self.sparse[group.start][0], self.sparse[group.stop - 1][0]
-        return loss, torch.cat(grads), slice(first.start, last.stop)
 
     def _labels(self, labels: torch.Tensor, group: range):
         """The rows of ``group`` and their labels as ``batches x b_max x cols`` (zero-padded)."""
@@ -301,95 +284,6 @@ class WhitenedBatches:
 
     def _valid(self, group: range) -> torch.Tensor:
         return self.pad_index[group.start:group.stop].reshape(-1) < self.n_rows
-
-
-class SupportPattern:
-    """Rows' values on their supports as sparse matrices (:mod:`dmlp.support`).
-
-    Row i's values are ``(V, k)`` at columns ``v C + support[i, j]`` of a dense ``n x V C``
-    matrix.  The two products IPC needs then run on the non-zeros only: ``Y'X`` (a sparse
-    ``V C x n`` times a dense ``n x d``) and ``X B'`` read at the support (a sampled dense
-    product), each ``n d V k`` multiply-adds instead of ``n d V C``.  The pattern is fixed for
-    the run; only its values change.
-    """
-
-    def __init__(self, support: torch.Tensor, n_classes: int, n_views: int):
-        n, k = support.shape
-        dev = support.device
-        self.support, self.n_classes = support, n_classes
-        columns = (support.unsqueeze(1) + n_classes * torch.arange(n_views, device=dev).view(1, -1, 1)).reshape(-1)
-        per_row = n_views * k
-        self.size = (n, n_views * n_classes)
-        self.crow = torch.arange(0, n * per_row + 1, per_row, device=dev)
-        self.col = columns                                             # ascending within a row
-        row_of = torch.arange(n, device=dev).repeat_interleave(per_row)
-        self.by_column = torch.argsort(columns * n + row_of)          # the transpose's value order
-        counts = torch.bincount(columns, minlength=n_views * n_classes)
-        self.crow_t = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        self.col_t = row_of[self.by_column]
-
-    def transposed_product(self, values: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """``Y'X`` (V C x d) of the values ``Y`` (n x V k, the pattern's layout) and ``X`` (n x d)."""
-        Yt = _csr(self.crow_t, self.col_t, values.reshape(-1)[self.by_column].to(X.dtype), self.size[::-1])
-        return torch.sparse.mm(Yt, X)
-
-    def sampled_product(self, X: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        """``X B'`` read at the support: ``(n, V k)`` for ``X`` (n x d) and ``B`` (V C x d)."""
-        pattern = _csr(self.crow, self.col, X.new_zeros(len(self.col)), self.size)
-        return torch.sparse.sampled_addmm(pattern, X, B.to(X.dtype).T, beta=0.0).values().view(self.size[0], -1)
-
-
-def support_meta_logit_grad(logits: torch.Tensor, balance_support: torch.Tensor, n_meta: int,
-                            meta_targets: torch.Tensor, meta_weights: torch.Tensor, params, n_classes: int):
-    """``(loss, dLoss/dlogits)`` of the meta objective on a label support.
-
-    :func:`meta_logit_grad` with every row's predictions on its own support only: the meta
-    rows' cross-entropy is over their candidate classes (the clean label among them), their
-    squared error over the same classes, and the class-balance prior is the KL from the
-    uniform distribution over the classes the balance rows' supports cover to the balance rows'
-    mean (support-restricted) softmax.  With supports of every class it is the dense objective.
-
-    Parameters
-    ----------
-    logits : torch.Tensor of shape (M + R, V*k)
-        The estimator's predictions on the meta rows, then on the R balance rows, each on its
-        support (:class:`SupportPattern`).
-    balance_support : torch.Tensor of shape (R, k), int64
-    n_meta : int
-        M.
-    meta_targets : torch.Tensor of shape (M, k)
-        The meta rows' one-hot clean labels read at their supports.
-    meta_weights : torch.Tensor of shape (V, M)
-    params : IPCParams
-    n_classes : int
-
-    Returns
-    -------
-    loss : torch.Tensor, scalar
-    grad : torch.Tensor of shape (M + R, V*k)
-    """
-    loss, d_meta, _ = meta_logit_grad(logits[:n_meta], None, meta_targets, meta_weights, params)
-    R = logits.shape[0] - n_meta
-    if not (params.balance_weight and R):
-        return loss, torch.cat([d_meta, torch.zeros_like(logits[n_meta:])])
-    V, k = meta_weights.shape[0], balance_support.shape[1]
-    p, _ = softmax_rows(logits[n_meta:].view(R, V, k))                          # R x V x k
-    index = balance_support.reshape(-1)
-    mean = p.new_zeros(V, n_classes).index_add_(1, index, p.transpose(0, 1).reshape(V, -1)) / R
-    present = torch.zeros(n_classes, dtype=torch.bool, device=p.device).index_fill_(0, index, True)
-    n_present = int(present.sum())
-    mean_p = mean[:, present].clamp_min(PROB_FLOOR)
-    loss = loss + params.balance_weight * (-math.log(n_present) - mean_p.log().mean(1)).sum()
-    g = p.new_zeros(V, n_classes)
-    g[:, present] = (-params.balance_weight / (n_present * R)) / mean_p
-    d_balance = softmax_backward(p, g[:, balance_support].transpose(0, 1))       # R x V x k
-    return loss, torch.cat([d_meta, d_balance.reshape(R, -1)])
-
-
-def _csr(crow, col, values, size) -> torch.Tensor:
-    with warnings.catch_warnings():          # "sparse CSR support is in beta": these products are not
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, size=size)
 
 
 # --- IPC as the loop sees it: one interface, three implementations, one factory ---------------
@@ -500,9 +394,8 @@ def make_ipc(store, meta, params, resident_limit_gb: float, *, given: np.ndarray
         return WholeTensorIPC(store, meta, params)
     N, d = len(store.order), meta.features.shape[1]
     if store.resident and fits_in_ram(N, d, resident_limit_gb, copies=2, item_bytes=store.data.element_size()):
-        support = None if given is None else label_support(
-            store, given, meta.onehot.shape[1], params.support, meta_features=meta.features,
-            meta_labels=meta.clean_labels, ridge=params.ridge, seed=seed)
+        support = None if given is None else label_support(store, given, meta.onehot.shape[1], params.support,
+                                                            ridge=params.ridge, seed=seed)
         ipc = WhitenedIPC(store, meta, params, support)
         release_freed_memory()
         return ipc

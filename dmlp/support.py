@@ -7,12 +7,15 @@ With a support, row i's labels live on ``k`` classes (its given label and the ``
 a ridge estimator cross-fitted on the given labels scores highest) and are zero, and stay zero,
 elsewhere.  The estimator and its meta loss are unchanged: the labels outside the support are
 exactly zero, so ``Q'Y`` and the gradient on the support are the dense ones, formed at ``N d V k``
-cost (:class:`dmlp.ipc.WhitenedBatches`).  EAC, the exchange's predictions and the final
-decision stay dense in the classes; a class outside a row's support can still be its final label.
+cost (:class:`dmlp.ipc.WhitenedBatches`), and the labels' Adam moments and checkpoints hold
+``N V k`` values.  EAC, the exchange's predictions and the final decision stay dense in the
+classes; a class outside a row's support can still be its final label.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
@@ -24,20 +27,28 @@ from .audit import half_estimators
 MAX_SUPPORT_SHARE = 0.25
 
 
-class LabelSupport(NamedTuple):
-    """Each row's candidate classes, ascending: the training rows' and the meta rows'."""
-    rows: torch.Tensor          # (N, k) int64, batch order, the given label among them
-    meta: torch.Tensor          # (M, k) int64, the clean label among them
+@dataclass
+class LabelSupport:
+    """Each training row's candidate classes, ascending (the given label among them)."""
+    rows: torch.Tensor          # (N, k) int64, batch order
+    n_classes: int
+    _patterns: dict = field(default_factory=dict, repr=False)
+
+    def batch_patterns(self, batches, n_views: int) -> list:
+        """One :class:`SupportPattern` of the rows per batch (built once, then shared)."""
+        key = (tuple((s.start, s.stop) for s in batches), n_views)
+        if key not in self._patterns:
+            self._patterns[key] = [SupportPattern(self.rows[s], self.n_classes, n_views) for s in batches]
+        return self._patterns[key]
 
 
-def label_support(store, given: np.ndarray, n_classes: int, size: int, *, meta_features: torch.Tensor,
-                  meta_labels: np.ndarray, ridge: float, seed: int) -> Optional[LabelSupport]:
+def label_support(store, given: np.ndarray, n_classes: int, size: int, *, ridge: float,
+                  seed: int) -> Optional[LabelSupport]:
     """The label support of a run: each row's given label and the top ``size - 1`` of a ridge estimator.
 
     The estimator is fitted on the given labels, one per seeded half of the rows
-    (:func:`dmlp.audit.half_estimators`): a training row is scored by the half that does not hold
-    it, so its own given label does not count twice among its candidates; a meta row by the mean
-    of the two, with its clean label always among its candidates (the meta loss needs it).
+    (:func:`dmlp.audit.half_estimators`); a row is scored by the half that does not hold it, so
+    its own given label does not count twice among its candidates.
 
     Parameters
     ----------
@@ -49,10 +60,6 @@ def label_support(store, given: np.ndarray, n_classes: int, size: int, *, meta_f
     size : int
         Classes per row, k; 0, or above :data:`MAX_SUPPORT_SHARE` of ``n_classes``: no support
         (all classes).
-    meta_features : torch.Tensor of shape (M, d)
-        Scaled as the training rows.
-    meta_labels : np.ndarray of int, shape (M,)
-        Their clean labels.
     ridge : float
         Relative ridge of the estimator.
     seed : int
@@ -68,17 +75,10 @@ def label_support(store, given: np.ndarray, n_classes: int, size: int, *, meta_f
     rows = []
     for b in range(len(store)):
         X, batch = store.float_batch(b).double().cpu(), store.batches[b]
-        other = (1 - half[batch]).bool()[:, None]            # scored by the half that does not hold it
-        rows.append(_top(torch.where(other, X @ W[1], X @ W[0]), torch.as_tensor(given[batch]), size))
-    meta_scores = meta_features.double().cpu() @ (W[0] + W[1]) / 2
-    meta = _top(meta_scores, torch.as_tensor(meta_labels), size)
-    return LabelSupport(torch.cat(rows).to(store.device), meta.to(store.device))
-
-
-def _top(scores: torch.Tensor, forced: torch.Tensor, size: int) -> torch.Tensor:
-    """Each row's ``size`` highest-scoring classes, ``forced`` among them, in ascending order."""
-    scores[torch.arange(len(forced)), forced] = float("inf")
-    return scores.topk(size, dim=1).indices.sort(dim=1).values
+        scores = torch.where((1 - half[batch]).bool()[:, None], X @ W[1], X @ W[0])   # the other half's
+        scores[torch.arange(len(scores)), torch.as_tensor(given[batch])] = float("inf")
+        rows.append(scores.topk(size, dim=1).indices.sort(dim=1).values)
+    return LabelSupport(torch.cat(rows).to(store.device), n_classes)
 
 
 def support_positions(support: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -106,3 +106,45 @@ def to_dense(values: torch.Tensor, support: torch.Tensor, n_classes: int) -> tor
     """``(n, k)`` values on the support as a dense ``(n, C)`` array, zero elsewhere."""
     out = values.new_zeros(values.shape[0], n_classes)
     return out.scatter_(1, support, values)
+
+
+class SupportPattern:
+    """Rows' values on their supports as sparse matrices (:mod:`dmlp.support`).
+
+    Row i's values are ``(V, k)`` at columns ``v C + support[i, j]`` of a dense ``n x V C``
+    matrix.  The two products IPC needs then run on the non-zeros only: ``Y'X`` (a sparse
+    ``V C x n`` times a dense ``n x d``) and ``X B'`` read at the support (a sampled dense
+    product), each ``n d V k`` multiply-adds instead of ``n d V C``.  The pattern is fixed for
+    the run; only its values change.
+    """
+
+    def __init__(self, support: torch.Tensor, n_classes: int, n_views: int):
+        n, k = support.shape
+        dev = support.device
+        self.support, self.n_classes = support, n_classes
+        columns = (support.unsqueeze(1) + n_classes * torch.arange(n_views, device=dev).view(1, -1, 1)).reshape(-1)
+        per_row = n_views * k
+        self.size = (n, n_views * n_classes)
+        self.crow = torch.arange(0, n * per_row + 1, per_row, device=dev)
+        self.col = columns                                             # ascending within a row
+        row_of = torch.arange(n, device=dev).repeat_interleave(per_row)
+        self.by_column = torch.argsort(columns * n + row_of)          # the transpose's value order
+        counts = torch.bincount(columns, minlength=n_views * n_classes)
+        self.crow_t = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        self.col_t = row_of[self.by_column]
+
+    def transposed_product(self, values: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+        """``Y'X`` (V C x d) of the values ``Y`` (n x V k, the pattern's layout) and ``X`` (n x d)."""
+        Yt = _csr(self.crow_t, self.col_t, values.reshape(-1)[self.by_column].to(X.dtype), self.size[::-1])
+        return torch.sparse.mm(Yt, X)
+
+    def sampled_product(self, X: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """``X B'`` read at the support: ``(n, V k)`` for ``X`` (n x d) and ``B`` (V C x d)."""
+        pattern = _csr(self.crow, self.col, X.new_zeros(len(self.col)), self.size)
+        return torch.sparse.sampled_addmm(pattern, X, B.to(X.dtype).T, beta=0.0).values().view(self.size[0], -1)
+
+
+def _csr(crow, col, values, size) -> torch.Tensor:
+    with warnings.catch_warnings():          # "sparse CSR support is in beta": these products are not
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, col, values, size=size)
