@@ -92,8 +92,9 @@ class IPCParams:
     mse_reduction: str = key("sum", "meta_mse_reduction", "'sum' (authors) or 'mean' over meta rows")
     balance_weight: float = key(1.0, "meta_balance_weight", "KL(uniform || mean softmax of batch predictions)")
     balance_rows: int = key(1024, "balance_rows", "batch rows the balance prior is evaluated on (0 = all)")
-    support: int = key(32, "label_support", "classes a row's labels may take: its given label and the top "
-                       "classes of a ridge estimator (0 = all; dmlp/support.py)")
+    support: int = key(0, "label_support", "k: each row's labels live on its given label and the k - 1 top "
+                       "classes of a ridge estimator, where k is at most a tenth of the classes (0 = all "
+                       "classes; dmlp/support.py)")
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,9 @@ def _coerce(values: dict, source: str) -> dict:
             raise InputError(f"{source}: config key '{key}' must be {expected.__name__}, got {value!r}") from None
         if key in _CHOICES and value not in _CHOICES[key]:
             raise InputError(f"{source}: config key '{key}' must be one of {_CHOICES[key]}, got {value!r}")
+        if key == "label_support" and value != 0 and value < 2:
+            raise InputError(f"{source}: config key 'label_support' must be 0 (all classes) or at least 2 "
+                             f"(the given label and another class), got {value}")
         out[key] = value
     return out
 

@@ -203,12 +203,14 @@ class WhitenedBatches:
 
     def __init__(self, store, ridge: float, balance_rows: slice, meta_features: torch.Tensor, dtype,
                  support=None, n_classes: int = 0, n_views: int = 1):
+        """``support``: a :class:`dmlp.support.LabelSupport` of ``n_classes`` classes and
+        ``n_views`` views, with which the labels passed to :meth:`gradient` are on it; None: dense."""
         batches = store.batches
         sizes = [s.stop - s.start for s in batches]
         nb, b_max, d = len(batches), max(sizes), meta_features.shape[1]
         dev = meta_features.device
         self.n_meta, self.n_rows = meta_features.shape[0], sum(sizes)
-        # with a label support the labels are sparse and Q is multiplied by sparse kernels (float32)
+        # on a label support Q meets the sparse labels in torch's sparse kernels: float32 (or float64)
         q_dtype = dtype if support is None or dtype in (torch.float32, torch.float64) else torch.float32
         self.Q = torch.zeros(nb, b_max, d, dtype=q_dtype, device=dev)
         K = []
@@ -218,7 +220,7 @@ class WhitenedBatches:
             eye = torch.eye(d, dtype=L.dtype, device=dev)
             L_inv_T = torch.linalg.solve_triangular(L, eye, upper=False).T          # L^-T
             Q = X @ L_inv_T                                                          # X_B L^-T
-            K.append(torch.cat([meta_features @ L_inv_T, Q[balance_rows]]).to(q_dtype))
+            K.append(torch.cat([meta_features @ L_inv_T, Q[balance_rows]]).to(dtype))
             self.Q[k, :len(X)] = Q.to(q_dtype)
         self.K = torch.stack(K)
         self.pad_index = None
@@ -256,7 +258,7 @@ class WhitenedBatches:
         else:
             rows, Y = self._labels(labels, group)
             At = torch.bmm(Y.transpose(1, 2).to(low), Q)                  # (Q'Y)', nb x V*C x d
-        logits = torch.bmm(K, At.transpose(1, 2)).to(labels.dtype)        # nb x (M + R) x V*C
+        logits = torch.bmm(K, At.transpose(1, 2).to(low)).to(labels.dtype)    # nb x (M + R) x V*C
         m = self.n_meta
         loss, d_meta, d_balance = meta_logit_grad(logits[:, :m], logits[:, m:], meta_onehot, meta_weights, params)
         d_logits = d_meta if d_balance is None else torch.cat([d_meta, d_balance], 1)
@@ -319,7 +321,7 @@ class WhitenedIPC(IPCCorrection):
     """All batches' IPC steps in one batched product on whitened copies (:class:`WhitenedBatches`):
     within an epoch a batch's estimator sees only its own labels, so the steps are independent."""
 
-    def __init__(self, store, meta, params, support: torch.Tensor = None):
+    def __init__(self, store, meta, params, support=None):
         super().__init__(meta, params)
         self.support = support
         self.batches = WhitenedBatches(store, params.ridge, _balance_rows(params), meta.features, store.dtype,

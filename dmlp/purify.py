@@ -184,6 +184,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                      keep_given=(audit is not None and not audit.purified_better)
                      or (meta_check is not None and not meta_check.passed),
                      quality_credible=audit is None or audit.model_credible())
+    if run.ipc.support is not None:
+        result.notes["label_support"] = int(run.ipc.support.rows.shape[1])     # classes a row's labels took
     if meta_check is not None:
         result.notes["meta_check"] = meta_check.to_dict()
         if not meta_check.passed:

@@ -22,9 +22,9 @@ import torch
 
 from .audit import half_estimators
 
-#: A support is used only where it holds at most this share of the classes: below it the sparse
-#: products run slower than the dense ones they replace (docs/benchmarks.md, "Cost at many classes").
-MAX_SUPPORT_SHARE = 0.25
+#: A support is used only where it holds at most this share of the classes: above it the sparse
+#: products run no faster than the dense ones they replace (docs/benchmarks.md, "Cost at many classes").
+MAX_SUPPORT_SHARE = 0.1
 
 
 @dataclass

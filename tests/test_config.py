@@ -178,3 +178,11 @@ def test_auto_compute_dtype_follows_the_kernels_torch_may_use(monkeypatch):
     flags = "flags\t\t: fpu sse2 avx2 avx512f\n"
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert not native_bf16_cpu()
+
+
+@pytest.mark.parametrize("value", [1, -3])
+def test_a_label_support_of_one_class_or_fewer_is_refused(tmp_path, value):
+    path = tmp_path / "bad.toml"
+    path.write_text(f"label_support = {value}\n")
+    with pytest.raises(InputError, match="label_support' must be 0 .all classes. or at least 2"):
+        load_config(str(path))

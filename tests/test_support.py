@@ -72,22 +72,22 @@ def test_support_pattern_products_are_the_dense_products():
 
 def test_support_holds_the_given_label_and_the_ridge_top_classes():
     g = np.random.default_rng(0)
-    truth = np.repeat(np.arange(12), 30)
-    X = (g.normal(size=(12, 8)) * 3)[truth] + g.normal(size=(len(truth), 8))
+    truth = np.repeat(np.arange(40), 20)
+    X = (g.normal(size=(40, 16)) * 2)[truth] + g.normal(size=(len(truth), 16))
     given = truth.copy()
     flip = g.random(len(given)) < 0.4
-    given[flip] = g.integers(0, 12, flip.sum())
-    order, batches = make_partition(len(given), 100, seed=0)
+    given[flip] = g.integers(0, 40, flip.sum())
+    order, batches = make_partition(len(given), 300, seed=0)
     store = FeatureStore(torch.as_tensor(X[order], dtype=torch.float32), np.arange(len(given)), batches, "cpu", 4.0)
-    support = label_support(store, given[order], 12, 3, ridge=1e-3, seed=0).rows    # a quarter of the classes
-    assert support.shape == (len(given), 3)
+    support = label_support(store, given[order], 40, 4, ridge=1e-3, seed=0).rows    # a tenth of the classes
+    assert support.shape == (len(given), 4)
     assert bool((support[:, 1:] > support[:, :-1]).all())                     # distinct, ascending
     assert bool((support == torch.as_tensor(given[order]).unsqueeze(1)).any(1).all())
-    # the true class is among the candidates of far more rows than with two random candidates
-    # besides the given label (0.6 + 0.4 x 2 / 11 = 0.67 of them)
-    assert float((support == torch.as_tensor(truth[order]).unsqueeze(1)).any(1).float().mean()) > 0.9
-    for size in (4, 0):                                                        # more, or none: all classes
-        assert label_support(store, given[order], 12, size, ridge=1e-3, seed=0) is None
+    # the true class is among the candidates of far more rows than with three random candidates
+    # besides the given label (0.6 + 0.4 x 3 / 39 = 0.63 of them)
+    assert float((support == torch.as_tensor(truth[order]).unsqueeze(1)).any(1).float().mean()) > 0.85
+    for size in (5, 0):                                                        # more, or none: all classes
+        assert label_support(store, given[order], 40, size, ridge=1e-3, seed=0) is None
 
 
 def test_label_state_on_a_support_reads_as_the_dense_state():
@@ -119,3 +119,14 @@ def test_label_state_on_a_support_reads_as_the_dense_state():
     other = LabelState.initial(given, C, V, CFG, support=support.flip(1).sort(1).values.roll(1, 0))
     with pytest.raises(ValueError):
         other.load_state_dict(saved)
+
+
+def test_a_run_on_a_support_records_it_and_the_default_runs_dense():
+    from gaussian_classes import gaussian_classes
+    from dmlp import load_config, purify_dataset
+    data = gaussian_classes(0.6, C=40, n=15, d=16, noise=0.3, seed=0)
+    config = load_config("default").replace(epochs=3)
+    on_support = purify_dataset(data, config.replace(label_support=4))
+    assert on_support.result.notes["label_support"] == 4
+    assert "label_support" not in purify_dataset(data, config).result.notes
+    assert on_support.labels.shape == (600,) and np.isfinite(on_support.soft_labels).all()
