@@ -398,9 +398,15 @@ def make_ipc(store, meta, params, resident_limit_gb: float, *, given: np.ndarray
     if store.resident and fits_in_ram(N, d, resident_limit_gb, copies=2, item_bytes=store.data.element_size()):
         support = None if given is None else label_support(store, given, meta.onehot.shape[1], params.support,
                                                             ridge=params.ridge, seed=seed)
+        if support is None and given is not None and params.support:
+            log.warning("label_support = %d is more than a tenth of the %d classes: the labels stay dense in "
+                        "the classes", params.support, meta.onehot.shape[1])
         ipc = WhitenedIPC(store, meta, params, support)
         release_freed_memory()
         return ipc
+    if given is not None and params.support:
+        log.warning("label_support = %d applies to features held in RAM only: these are streamed from disk, "
+                    "so the labels stay dense in the classes", params.support)
     return FactoredIPC(store, meta, params)
 
 

@@ -130,3 +130,13 @@ def test_a_run_on_a_support_records_it_and_the_default_runs_dense():
     assert on_support.result.notes["label_support"] == 4
     assert "label_support" not in purify_dataset(data, config).result.notes
     assert on_support.labels.shape == (600,) and np.isfinite(on_support.soft_labels).all()
+
+
+def test_a_support_too_wide_for_the_classes_warns_and_runs_dense(caplog):
+    from gaussian_classes import gaussian_classes
+    from dmlp import load_config, purify_dataset
+    data = gaussian_classes(0.6, C=20, n=15, d=16, noise=0.3, seed=0)
+    with caplog.at_level("WARNING", logger="dmlp"):
+        result = purify_dataset(data, load_config("default").replace(epochs=2, label_support=4))
+    assert "label_support = 4 is more than a tenth of the 20 classes" in caplog.text
+    assert "label_support" not in result.result.notes
