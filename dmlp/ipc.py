@@ -16,14 +16,12 @@ the columns (b x V*C), so one matrix product serves all views.
 from __future__ import annotations
 
 import logging
-import math
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .batches import release_freed_memory
-from .errors import InputError
 from .numerics import CHUNK_ELEMENTS, balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
 from .seeds import rng
 from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram, ridge_solve
