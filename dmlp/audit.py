@@ -167,14 +167,21 @@ def cross_fitted_ridge_scores(store, labels: np.ndarray, n_classes: int, *, ridg
     """
     labels = np.asarray(labels)
     k, N = np.atleast_2d(labels).shape
-    half, W = half_estimators(store, labels, n_classes, ridge=ridge, seed=seed)
     scores = np.empty((N, k * n_classes), dtype=np.float32)
+    for rows, batch_scores in held_out_batch_scores(store, labels, n_classes, ridge=ridge, seed=seed):
+        scores[rows] = batch_scores.float().numpy()
+    scores = scores.reshape(N, k, n_classes).transpose(1, 0, 2)
+    return scores[0] if labels.ndim == 1 else scores
+
+
+def held_out_batch_scores(store, labels: np.ndarray, n_classes: int, *, ridge: float, seed: int):
+    """Batch by batch, ``(rows, scores)``: each row scored by the estimator of the half that does
+    not hold it (:func:`half_estimators`; ``scores`` float64, rows x k C, on the CPU)."""
+    half, W = half_estimators(store, labels, n_classes, ridge=ridge, seed=seed)
     for b in range(len(store)):
         X, rows = store.float_batch(b).double().cpu(), store.batches[b]
         other = (1 - half[rows]).bool()[:, None]          # judged by the estimator of the other half
-        scores[rows] = torch.where(other, X @ W[1], X @ W[0]).float().numpy()
-    scores = scores.reshape(N, k, n_classes).transpose(1, 0, 2)
-    return scores[0] if labels.ndim == 1 else scores
+        yield rows, torch.where(other, X @ W[1], X @ W[0])
 
 
 def audit_changes(store, given: np.ndarray, purified: np.ndarray, n_classes: int, *, ridge: float,

@@ -32,10 +32,17 @@ _BISECTIONS = 60          # halvings of [0, _MAX_DELTA]: far below float64 resol
 _MAX_DELTA = 50.0         # log-odds; e^-50 takes any probability to the floor
 
 
+def _lowered(p_given: np.ndarray, delta: float):
+    """The given label's probability once its log-odds are lowered by ``delta``, and the scale
+    that renormalises the row (its new total is ``1 - p + p e^-delta``): ``(p', scale)``."""
+    lowered = p_given * np.exp(-delta)
+    scale = 1.0 / (1.0 - p_given + lowered)
+    return lowered * scale, scale
+
+
 def _given_nll(p_given: np.ndarray, delta: float) -> float:
     """Mean ``-log`` of the given label's probability once its log-odds are lowered by ``delta``."""
-    lowered = p_given * np.exp(-delta)
-    return float(-safe_log(lowered / (1.0 - p_given + lowered)).mean())
+    return float(-safe_log(_lowered(p_given, delta)[0]).mean())
 
 
 def given_label_echo(train_proba: np.ndarray, given: np.ndarray, meta_proba: np.ndarray,
@@ -94,9 +101,7 @@ def remove_echo(train_proba: np.ndarray, given: np.ndarray, delta: float) -> np.
     """
     rows = np.arange(len(given))
     out = np.array(train_proba, copy=True)
-    p_given = out[rows, given].astype(np.float64)
-    lowered = p_given * np.exp(-delta)
-    scale = 1.0 / (1.0 - p_given + lowered)          # the row's new total is 1 - p + p e^-delta
+    p_lowered, scale = _lowered(out[rows, given].astype(np.float64), delta)
     out *= scale[:, None].astype(out.dtype)
-    out[rows, given] = (lowered * scale).astype(out.dtype)
+    out[rows, given] = p_lowered.astype(out.dtype)
     return out

@@ -25,7 +25,7 @@ from .batches import release_freed_memory
 from .numerics import CHUNK_ELEMENTS, balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
 from .seeds import rng
 from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram, ridge_solve
-from .support import label_support
+from .support import SupportPattern, label_support
 
 log = logging.getLogger("dmlp")
 
@@ -201,8 +201,8 @@ class WhitenedBatches:
 
     def __init__(self, store, ridge: float, balance_rows: slice, meta_features: torch.Tensor, dtype,
                  support=None, n_classes: int = 0, n_views: int = 1):
-        """``support``: a :class:`dmlp.support.LabelSupport` of ``n_classes`` classes and
-        ``n_views`` views, with which the labels passed to :meth:`gradient` are on it; None: dense."""
+        """``support``: (N, k) each row's classes of ``n_classes`` (:func:`dmlp.support.label_support`),
+        on which the labels of ``n_views`` views passed to :meth:`gradient` live; None: dense."""
         batches = store.batches
         sizes = [s.stop - s.start for s in batches]
         nb, b_max, d = len(batches), max(sizes), meta_features.shape[1]
@@ -228,7 +228,8 @@ class WhitenedBatches:
                 index[k, :sizes[k]] = torch.arange(s.start, s.stop)
             self.pad_index = index.to(dev)
             self.valid = (index < self.n_rows).view(-1).to(dev)
-        self.sparse = None if support is None else list(zip(batches, support.batch_patterns(batches, n_views)))
+        self.sparse = None if support is None else [(s, SupportPattern(support[s], n_classes, n_views))
+                                                    for s in batches]
 
     def groups(self, n_cols: int):
         """Consecutive ranges of batches whose meta predictions (``batches x (M + R) x n_cols``)
@@ -296,7 +297,7 @@ class IPCCorrection:
     ``state`` is the run's :class:`dmlp.state.LabelState`, ``meta`` its :class:`dmlp.state.MetaSet`.
     """
 
-    support = None       # the run's dmlp.support.LabelSupport; None: labels on all classes
+    support = None       # (N, k) the classes of each row's labels (dmlp.support); None: all classes
 
     def __init__(self, meta, params):
         self.meta, self.params = meta, params

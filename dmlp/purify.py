@@ -154,7 +154,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
         run, initial_transition = _build_run(inputs, cfg, dev, scaling, true_labels, compute)
         state = LabelState.initial(run.given, inputs.n_classes, cfg.run.views, cfg.ipc,
                                    _transition_model(run.meta, initial_transition, cfg, dev),
-                                   None if run.ipc.support is None else run.ipc.support.rows)
+                                   run.ipc.support)
         if checkpoint is not None:
             state.load_state_dict(checkpoint)
             if run.eac is not None:
@@ -185,7 +185,7 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
                      or (meta_check is not None and not meta_check.passed),
                      quality_credible=audit is None or audit.model_credible())
     if run.ipc.support is not None:
-        result.notes["label_support"] = int(run.ipc.support.rows.shape[1])     # classes a row's labels took
+        result.notes["label_support"] = int(run.ipc.support.shape[1])     # classes a row's labels took
     if meta_check is not None:
         result.notes["meta_check"] = meta_check.to_dict()
         if not meta_check.passed:

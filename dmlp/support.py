@@ -14,41 +14,25 @@ classes; a class outside a row's support can still be its final label.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import torch
 
-from .audit import half_estimators
+from .audit import held_out_batch_scores
 
 #: A support is used only where it holds at most this share of the classes: above it the sparse
 #: products run no faster than the dense ones they replace (docs/benchmarks.md, "Cost at many classes").
 MAX_SUPPORT_SHARE = 0.1
 
 
-@dataclass
-class LabelSupport:
-    """Each training row's candidate classes, ascending (the given label among them)."""
-    rows: torch.Tensor          # (N, k) int64, batch order
-    n_classes: int
-    _patterns: dict = field(default_factory=dict, repr=False)
-
-    def batch_patterns(self, batches, n_views: int) -> list:
-        """One :class:`SupportPattern` of the rows per batch (built once, then shared)."""
-        key = (tuple((s.start, s.stop) for s in batches), n_views)
-        if key not in self._patterns:
-            self._patterns[key] = [SupportPattern(self.rows[s], self.n_classes, n_views) for s in batches]
-        return self._patterns[key]
-
-
 def label_support(store, given: np.ndarray, n_classes: int, size: int, *, ridge: float,
-                  seed: int) -> Optional[LabelSupport]:
-    """The label support of a run: each row's given label and the top ``size - 1`` of a ridge estimator.
+                  seed: int) -> Optional[torch.Tensor]:
+    """Each row's label support: its given label and the top ``size - 1`` of a ridge estimator.
 
-    The estimator is fitted on the given labels, one per seeded half of the rows
-    (:func:`dmlp.audit.half_estimators`); a row is scored by the half that does not hold it, so
-    its own given label does not count twice among its candidates.
+    The estimator is fitted on the given labels, one per seeded half of the rows; a row is
+    scored by the half that does not hold it (:func:`dmlp.audit.held_out_batch_scores`), so its
+    own given label does not count twice among its candidates.
 
     Parameters
     ----------
@@ -67,18 +51,16 @@ def label_support(store, given: np.ndarray, n_classes: int, size: int, *, ridge:
 
     Returns
     -------
-    LabelSupport, on the store's device, or None (all classes)
+    torch.Tensor of shape (N, k), int64, on the store's device, or None (all classes)
+        Each row's classes in ascending order, the given label among them.
     """
     if size <= 0 or size > MAX_SUPPORT_SHARE * n_classes:
         return None
-    half, W = half_estimators(store, given, n_classes, ridge=ridge, seed=seed)
-    rows = []
-    for b in range(len(store)):
-        X, batch = store.float_batch(b).double().cpu(), store.batches[b]
-        scores = torch.where((1 - half[batch]).bool()[:, None], X @ W[1], X @ W[0])   # the other half's
-        scores[torch.arange(len(scores)), torch.as_tensor(given[batch])] = float("inf")
-        rows.append(scores.topk(size, dim=1).indices.sort(dim=1).values)
-    return LabelSupport(torch.cat(rows).to(store.device), n_classes)
+    support = []
+    for rows, scores in held_out_batch_scores(store, given, n_classes, ridge=ridge, seed=seed):
+        scores[torch.arange(len(scores)), torch.as_tensor(given[rows])] = float("inf")
+        support.append(scores.topk(size, dim=1).indices.sort(dim=1).values)
+    return torch.cat(support).to(store.device)
 
 
 def support_positions(support: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from dmlp.batches import FeatureStore, make_partition
 from dmlp.config import Config
 from dmlp.ipc import WhitenedBatches, meta_view_weights
 from dmlp.state import LabelState, label_distribution
-from dmlp.support import LabelSupport, SupportPattern, label_support, on_support, support_positions, to_dense
+from dmlp.support import SupportPattern, label_support, on_support, support_positions, to_dense
 
 D, C, V, M, K = 6, 9, 2, 14, 4
 CFG = Config().replace(meta_ce_weight=1.0, meta_mse_weight=0.3, meta_balance_weight=0.7).ipc
@@ -45,7 +45,7 @@ def test_support_label_gradient_is_the_dense_one_read_at_the_support(n_rows, bat
     order, batches = make_partition(n_rows, batch_size, seed=0)
     store = FeatureStore(X, order, batches, "cpu", 4.0, dtype=torch.float64)
     reference = WhitenedBatches(store, 1e-3, slice(0, 15), meta_X, torch.float64)
-    sparse = WhitenedBatches(store, 1e-3, slice(0, 15), meta_X, torch.float64, LabelSupport(support, C), C, V)
+    sparse = WhitenedBatches(store, 1e-3, slice(0, 15), meta_X, torch.float64, support, C, V)
     for group in [range(0, 3), range(0, 2), range(2, 3)]:
         l_s, g_s, rows_s = sparse.gradient(values.reshape(n_rows, -1), meta_onehot, weights, CFG, group)
         l_d, g_d, rows_d = reference.gradient(dense, meta_onehot, weights, CFG, group)
@@ -79,7 +79,7 @@ def test_support_holds_the_given_label_and_the_ridge_top_classes():
     given[flip] = g.integers(0, 40, flip.sum())
     order, batches = make_partition(len(given), 300, seed=0)
     store = FeatureStore(torch.as_tensor(X[order], dtype=torch.float32), np.arange(len(given)), batches, "cpu", 4.0)
-    support = label_support(store, given[order], 40, 4, ridge=1e-3, seed=0).rows    # a tenth of the classes
+    support = label_support(store, given[order], 40, 4, ridge=1e-3, seed=0)   # a tenth of the classes
     assert support.shape == (len(given), 4)
     assert bool((support[:, 1:] > support[:, :-1]).all())                     # distinct, ascending
     assert bool((support == torch.as_tensor(given[order]).unsqueeze(1)).any(1).all())
