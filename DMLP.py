@@ -7,7 +7,7 @@
 import sys
 
 if __name__ == "__main__":
-    from dmlp.hugepages import restart_with_huge_pages
-    restart_with_huge_pages()           # large allocations on huge pages (dmlp/hugepages.py)
+    from dmlp.heap import restart_with_huge_pages
+    restart_with_huge_pages()           # large allocations on huge pages (dmlp/heap.py)
     from dmlp.run import cli
     sys.exit(cli(prog="DMLP.py"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import __version__
 from .cli import broken_pipe, run_cli
-from .hugepages import restart_with_huge_pages
+from .heap import restart_with_huge_pages
 
 # subcommand -> (module, what it does); each module has ``main(argv=None, prog=...)``-style
 # entry points resolved by :func:`_entry`
@@ -32,7 +32,7 @@ COMMANDS = {
 }
 
 
-#: Commands whose runs allocate large arrays again and again (dmlp/hugepages.py).
+#: Commands whose runs allocate large arrays again and again (dmlp/heap.py).
 LONG_RUNNING = ("purify", "sweep", "benchmark", "extract")
 
 

@@ -17,32 +17,10 @@ from typing import List
 import numpy as np
 import torch
 
+from .heap import release_freed_memory
 from .numerics import GATHER_ROWS, fits_in_ram
 from .rows import RowSubset, read_rows
 from .seeds import rng
-
-
-def release_freed_memory() -> None:
-    """Hand freed heap memory back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
-
-    Large temporaries (feature chunks, per-batch factorisations) are freed between the phases
-    of a run, but glibc keeps the freed heap mapped, so each phase's temporaries would stack
-    on the last ones in the resident set.  Trimming between phases keeps the peak RSS close
-    to what is actually alive.
-    """
-    global _libc
-    if _libc is None:
-        try:
-            import ctypes
-            _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc.malloc_trim(0)
-
-
-_libc = None
 
 
 def make_partition(n_rows: int, batch_size: int, seed: int):

@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .batches import release_freed_memory
+from .heap import release_freed_memory
 from .config import GraphParams, TransitionParams
 from .echo import given_label_echo, remove_echo
 from .graph import knn_graph

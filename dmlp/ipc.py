@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .batches import release_freed_memory
+from .heap import release_freed_memory
 from .numerics import CHUNK_ELEMENTS, balance_kl_grad, class_balance_kl, fits_in_ram, softmax_backward, softmax_rows
 from .seeds import rng
 from .ridge import SMALL_SET_RIDGE, closed_form, factor_gram, ridge_solve

@@ -22,6 +22,7 @@ from .device import dtype_name, native_bf16_cpu, resolve_compute_dtype, resolve_
 from .eac import AuxiliaryClassifier, LabelledRows
 from .errors import InputError, check_finite
 from .graph import require_search
+from .heap import heap_reuse
 from .ipc import make_ipc, meta_ridge_proba
 from .loop import LoopSettings, Run, Timings, fit
 from .meta import check_meta_labels
@@ -160,7 +161,8 @@ def purify(features, noisy_labels, meta_features, meta_labels, config: Optional[
             if run.eac is not None:
                 run.eac.load_state_dict(checkpoint["eac"])
     settings = LoopSettings(cfg.exchange, cfg.eac.forward_correction, cfg.run.seed)
-    fit(run, state, settings, cfg.run.epochs, timings, progress=progress, on_epoch_end=on_epoch_end)
+    with heap_reuse():                  # the epochs allocate the same large arrays step after step
+        fit(run, state, settings, cfg.run.epochs, timings, progress=progress, on_epoch_end=on_epoch_end)
     with timings("final"):
         run.ipc.release()                                    # its factorisations are done with
         decision = _bayes_decision(run, initial_transition, cfg, compute, progress) \

@@ -1,13 +1,14 @@
-"""When a command restarts itself with glibc's huge-page tunable (dmlp.hugepages)."""
+"""glibc's heap under a run (dmlp.heap): reuse within a phase, the huge-page restart."""
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
 
-from dmlp.hugepages import wants_huge_pages
+from dmlp.heap import wants_huge_pages
 
 MADVISE = "always [madvise] never\n"
 
@@ -29,7 +30,7 @@ def test_wants_huge_pages(libc, mode, environ, wanted):
 def test_a_command_restarts_once_with_the_tunable_and_its_arguments(tmp_path):
     """The restarted process sees the same command line and the tunable, and does not restart again."""
     script = tmp_path / "probe.py"
-    script.write_text("import os, sys\nfrom dmlp.hugepages import restart_with_huge_pages\n"
+    script.write_text("import os, sys\nfrom dmlp.heap import restart_with_huge_pages\n"
                       "print('start', sys.argv[1:], flush=True)\nrestart_with_huge_pages()\n"
                       "print('tunables', os.environ.get('GLIBC_TUNABLES'))\n")
     env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
@@ -43,3 +44,41 @@ def test_main_called_from_python_never_restarts(monkeypatch):
     import dmlp.__main__ as entry
     monkeypatch.setattr(entry, "restart_with_huge_pages", lambda: pytest.fail("restarted"))
     assert entry.main(["--version"]) == 0
+
+
+FAULTS = """
+import resource, sys
+import numpy as np
+from dmlp.heap import heap_reuse
+
+def faults(steps=10):
+    # a step's large array: allocated, written, freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(steps):
+        a = np.empty(64 << 20, dtype=np.uint8)
+        a.fill(1)
+        del a
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+outside = faults()
+with heap_reuse():
+    inside = faults()
+print(outside, inside, faults())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+@pytest.mark.parametrize("tunables, reused", [(None, True), ("glibc.malloc.mmap_max=65536", False)])
+def test_heap_reuse_faults_a_steps_array_in_once(tunables, reused):
+    """Inside heap_reuse an array freed at each step is reused by the next: its pages fault in
+    once, not at every step; after the block (trimmed) they do again.  A GLIBC_TUNABLES that
+    sets glibc's mmap tunables is the user's choice: heap_reuse leaves the allocator alone."""
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    if tunables:
+        env["GLIBC_TUNABLES"] = tunables
+    outside, inside, after = map(int, subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True,
+                                                      text=True, check=True).stdout.split())
+    if reused:
+        assert 3 * inside < outside and 3 * inside < after
+    else:
+        assert 3 * inside > outside
