@@ -9,7 +9,7 @@ pages in and zeroes them again at every step.  Three remedies, each a no-op off 
 
 - :func:`heap_reuse`: inside the block, large arrays come from the heap and what is freed is
   kept there for the next step's arrays of the same sizes (``mallopt``); at its end the heap
-  is trimmed.  The loop runs inside it.
+  is trimmed.  The loop runs inside it; ``DMLP_HEAP_REUSE=0`` runs it without.
 - :func:`release_freed_memory`: freed heap memory handed back between phases, so one phase's
   temporaries do not stack on the last one's in the resident set.
 - :func:`restart_with_huge_pages`: the commands re-execute themselves once with glibc's
@@ -33,10 +33,13 @@ from pathlib import Path
 TUNABLE = "glibc.malloc.hugetlb"
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
-# mallopt's parameters (malloc.h) and the values heap_reuse leaves behind: glibc's defaults,
-# the mmap threshold at the top of the range its dynamic rule moves it to.
+# mallopt's parameters (malloc.h).  Any mallopt call on them fixes glibc's thresholds for the
+# rest of the process, so heap_reuse leaves them where glibc's dynamic rule ends once large
+# arrays have been freed: mmap threshold 32 MiB, trim threshold twice that, mmap allowed.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
-DEFAULT_TRIM_THRESHOLD, DYNAMIC_MMAP_THRESHOLD_MAX, DEFAULT_MMAP_MAX = 128 * 1024, 32 * 1024 * 1024, 65536
+MMAP_THRESHOLD_AFTER, TRIM_THRESHOLD_AFTER, DEFAULT_MMAP_MAX = 32 * 1024 * 1024, 64 * 1024 * 1024, 65536
+#: Set to "0" to run without heap_reuse (glibc's allocator left as the process has it).
+OFF_SWITCH = "DMLP_HEAP_REUSE"
 #: What heap_reuse keeps at the top of the heap for the next allocation instead of trimming it.
 REUSE_TRIM_THRESHOLD = 2 ** 31 - 1          # mallopt takes a C int
 
@@ -50,7 +53,7 @@ def _glibc():
         try:
             import ctypes
             _libc = ctypes.CDLL("libc.so.6")
-            _libc.malloc_trim, _libc.mallopt
+            _libc.malloc_trim, _libc.mallopt        # both must exist (AttributeError otherwise)
         except (OSError, AttributeError):
             _libc = False
     return _libc or None
@@ -73,15 +76,19 @@ def release_freed_memory() -> None:
 def heap_reuse():
     """Large arrays allocated in the block come from the heap and, once freed, stay there for
     the block's next allocations (glibc ``mallopt``: no ``mmap``, no trimming); at its end the
-    heap is trimmed (:func:`release_freed_memory`) and large arrays are mapped again.
+    heap is trimmed (:func:`release_freed_memory`) and arrays above 32 MiB are mapped again.
 
     For a phase that allocates arrays of the same sizes step after step (the loop): each step
     then reuses the memory of the last instead of faulting in fresh pages.  Its resident set
-    stays at its high-water mark until the end of the block.  A no-op off glibc, and where
-    ``GLIBC_TUNABLES`` sets glibc's mmap or trim tunables (the user's choice is kept).
+    stays at its high-water mark until the end of the block.  malloc's settings belong to the
+    process: after the block its mmap and trim thresholds stay fixed where glibc's dynamic
+    rule ends (32 and 64 MiB), and two blocks in two threads at once would undo each other's.
+    A no-op off glibc, where ``DMLP_HEAP_REUSE=0``, and where ``GLIBC_TUNABLES`` sets glibc's
+    mmap or trim tunables (the user's choice is kept).
     """
     tunables = os.environ.get("GLIBC_TUNABLES", "")
-    libc = None if "mmap_" in tunables or "trim_threshold" in tunables else _glibc()
+    off = os.environ.get(OFF_SWITCH) == "0" or "mmap_" in tunables or "trim_threshold" in tunables
+    libc = None if off else _glibc()
     if libc is None:
         yield
         return
@@ -90,8 +97,8 @@ def heap_reuse():
     try:
         yield
     finally:
-        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-        libc.mallopt(M_MMAP_THRESHOLD, DYNAMIC_MMAP_THRESHOLD_MAX)
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_AFTER)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_AFTER)
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
         libc.malloc_trim(0)
 

@@ -68,14 +68,15 @@ print(outside, inside, faults())
 
 
 @pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
-@pytest.mark.parametrize("tunables, reused", [(None, True), ("glibc.malloc.mmap_max=65536", False)])
-def test_heap_reuse_faults_a_steps_array_in_once(tunables, reused):
+@pytest.mark.parametrize("setting, reused", [({}, True), ({"DMLP_HEAP_REUSE": "0"}, False),
+                                              ({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}, False)])
+def test_heap_reuse_faults_a_steps_array_in_once(setting, reused):
     """Inside heap_reuse an array freed at each step is reused by the next: its pages fault in
-    once, not at every step; after the block (trimmed) they do again.  A GLIBC_TUNABLES that
-    sets glibc's mmap tunables is the user's choice: heap_reuse leaves the allocator alone."""
-    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-    if tunables:
-        env["GLIBC_TUNABLES"] = tunables
+    once, not at every step; after the block (trimmed, 64 MiB mapped again) they do again.
+    DMLP_HEAP_REUSE=0, or a GLIBC_TUNABLES that sets glibc's mmap tunables (the user's choice),
+    leaves the allocator alone."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GLIBC_TUNABLES", "DMLP_HEAP_REUSE")}
+    env.update(setting)
     outside, inside, after = map(int, subprocess.run([sys.executable, "-c", FAULTS], env=env, capture_output=True,
                                                       text=True, check=True).stdout.split())
     if reused:
