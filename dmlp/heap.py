@@ -100,7 +100,7 @@ def heap_reuse():
         libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_AFTER)
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_AFTER)
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-        libc.malloc_trim(0)
+        release_freed_memory()
 
 
 def wants_huge_pages(environ=os.environ, libc=None, thp_mode=None) -> bool:

@@ -47,7 +47,7 @@ def test_main_called_from_python_never_restarts(monkeypatch):
 
 
 FAULTS = """
-import resource, sys
+import resource
 import numpy as np
 from dmlp.heap import heap_reuse
 
