@@ -77,9 +77,13 @@ def normalise_rows(P: np.ndarray) -> np.ndarray:
 
 def stable_exp_rows(z: np.ndarray) -> np.ndarray:
     """Row-normalised ``exp(z)`` of log-scores ``z`` (rows, C), shifted by the row maximum."""
-    t = _threaded(z)
-    e = (t - t.amax(1, keepdim=True)).exp_().clamp_min_(PROB_FLOOR)
-    return e.div_(e.sum(1, keepdim=True)).numpy()
+    return stable_exp_rows_(_threaded(z).clone()).numpy()
+
+
+def stable_exp_rows_(z: torch.Tensor) -> torch.Tensor:
+    """:func:`stable_exp_rows` in place on a (rows, C) tensor; returns ``z``."""
+    z.sub_(z.amax(1, keepdim=True)).exp_().clamp_min_(PROB_FLOOR)
+    return z.div_(z.sum(1, keepdim=True))
 
 
 def _threaded(a) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch
 
 from .errors import check_finite
 from .graph import propagate
-from .numerics import cache_row_blocks, normalise_rows, safe_log, stable_exp_rows
+from .numerics import cache_row_blocks, normalise_rows, safe_log, stable_exp_rows, stable_exp_rows_
 from .transition import given_label_posterior, transition_counts, transition_from_posteriors
 
 log = logging.getLogger("dmlp")
@@ -273,17 +273,24 @@ def _meta_posterior(eac_meta_oof: np.ndarray, transition, meta_given) -> np.ndar
     return given_label_posterior(eac_meta_oof, transition, meta_given)
 
 
-def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray) -> np.ndarray:
-    """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C)."""
+def apply_posterior(weights: np.ndarray, transition: np.ndarray, terms, given: np.ndarray,
+                    out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``q`` proportional to ``prod_k term_k ^ w_k * T[c, given] ^ w_last`` (log terms, rows x C).
+
+    ``out``: a float64 (rows, C) C-contiguous array to write ``q`` into (e.g. the previous EM
+    step's posterior, no longer needed); each row block is formed in it, without temporaries.
+    """
     log_t = torch.from_numpy(np.ascontiguousarray(safe_log(transition).T))    # row g: log T[:, g]
     given = torch.as_tensor(np.asarray(given), dtype=torch.int64)
-    q = np.empty((len(given), log_t.shape[1]))
+    # allocated by torch (64-byte aligned): the row blocks' vectorised sums then round alike in
+    # every run, whatever address NumPy would have picked
+    q_t = torch.empty(len(given), log_t.shape[1], dtype=torch.float64) if out is None else torch.from_numpy(out)
     for rows in cache_row_blocks(len(given), log_t.shape[1]):      # every pass stays in cache
-        z = log_t[given[rows]].mul_(float(weights[-1]))
+        z = torch.index_select(log_t, 0, given[rows], out=q_t[rows]).mul_(float(weights[-1]))
         for w, t in zip(weights, terms):                  # float32 terms read as they are
             z.add_(torch.as_tensor(t[rows]), alpha=float(w))
-        q[rows] = stable_exp_rows(z.numpy())
-    return q
+        stable_exp_rows_(z)
+    return q_t.numpy()
 
 
 @dataclass
@@ -357,6 +364,7 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
     if transition is not None and meta_given is not None:
         names.append("transition")
         meta_counts = transition_counts(meta_labels, meta_given, C)
+        q = None
         for step in range(1 + em_steps):
             if step:    # EM: T re-counted from the posteriors of all N rows, plus the meta counts
                 transition = transition_from_posteriors(q, given, smoothing, meta_counts)
@@ -364,7 +372,8 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
             w = check_finite(fit_exponents(terms_meta + [safe_log(transition[:, meta_given].T)], meta_labels,
                                              prior_std=prior_std),
                              f"the exponent fit at EM step {step}")
-            q = check_finite(apply_posterior(w, transition, terms_train, given),
+            # the last step's q is spent once T is re-counted from it: its memory is reused
+            q = check_finite(apply_posterior(w, transition, terms_train, given, out=q),
                              f"the posterior at EM step {step}")
     else:
         # no given labels on the meta rows: fit the feature terms, then estimate T from them
@@ -373,7 +382,7 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         for step in range(1 + em_steps):
             transition = check_finite(transition_from_posteriors(q, given, smoothing),
                                       f"transition EM (final decision) at step {step}")
-            q = check_finite(apply_posterior(w, transition, terms_train, given),
+            q = check_finite(apply_posterior(w, transition, terms_train, given, out=q if step else None),
                              f"the posterior at EM step {step}")
         names.append("transition (estimated, exponent 1)")
         # --meta auto's meta labels are given labels it trusts: how far the fitted model agrees

@@ -343,3 +343,16 @@ def test_apply_posterior_row_blocks_change_no_bit(monkeypatch):
     np.testing.assert_allclose(whole, direct / direct.sum(1, keepdims=True), rtol=1e-6)
     monkeypatch.setattr(dmlp.numerics, "CACHE_BLOCK_ELEMENTS", 5 * C)       # blocks of 5 rows
     np.testing.assert_array_equal(apply_posterior(weights, transition, terms, given), whole)
+
+
+def test_apply_posterior_into_a_spent_buffer_changes_no_bit():
+    rng = np.random.default_rng(6)
+    n, C = 257, 7
+    terms = [np.log(rng.dirichlet(np.ones(C), n)).astype(np.float32)]
+    transition = rng.dirichlet(np.ones(C) * 3, C)
+    given = rng.integers(0, C, n)
+    fresh = apply_posterior(np.array([0.8, 1.1]), transition, terms, given)
+    spent = apply_posterior(np.array([1.5, 0.4]), transition, terms, given)       # another EM step's q
+    again = apply_posterior(np.array([0.8, 1.1]), transition, terms, given, out=spent)
+    assert again is spent or np.shares_memory(again, spent)
+    np.testing.assert_array_equal(again, fresh)
