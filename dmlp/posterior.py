@@ -382,6 +382,7 @@ def bayes_posterior(eac_train: np.ndarray, eac_meta_oof: np.ndarray, given: np.n
         for step in range(1 + em_steps):
             transition = check_finite(transition_from_posteriors(q, given, smoothing),
                                       f"transition EM (final decision) at step {step}")
+            # reuse the last step's spent q; step 0's, from the feature terms alone, can be float32
             q = check_finite(apply_posterior(w, transition, terms_train, given, out=q if step else None),
                              f"the posterior at EM step {step}")
         names.append("transition (estimated, exponent 1)")
